@@ -1,0 +1,46 @@
+# qc: two entry points. `make bench` runs the gates on models.yaml; `make test` runs qc's own checks.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+REPORTS ?= reports
+PYTEST_ARGS ?=
+
+.PHONY: setup system-deps assets bench test lint typecheck unit clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/activate pyproject.toml requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Debian packages the integration tests drive for real (OpenSSH server).
+system-deps:
+	@bash .ci/system-deps.sh
+
+assets: setup
+	$(BIN)/qc assets
+
+bench: assets
+	mkdir -p $(REPORTS)
+	$(BIN)/python -m pytest benchmarks --qc-report-dir $(REPORTS) --junitxml=$(REPORTS)/junit.xml $(PYTEST_ARGS); \
+	  rc=$$?; [ $$rc -eq 5 ] && { echo "no gate test ran" >&2; exit 1; }; exit $$rc
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+test: setup system-deps assets lint typecheck
+	$(BIN)/python -m pytest tests -p no:cacheprovider -n 2 --benchmark-disable $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/perf -p no:cacheprovider --benchmark-only \
+	  --benchmark-json=$(REPORTS)/qc-perf.json --benchmark-columns=mean,stddev,rounds
+
+clean:
+	rm -rf $(VENV) $(REPORTS) .mypy_cache .ruff_cache

@@ -1,0 +1,106 @@
+"""``qc``: the same functions as the pytest gates, for people who do not use pytest."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from qc.config import ModelSpec
+from qc.errors import QcError
+
+
+def _cmd_assets(args: argparse.Namespace) -> int:
+    from qc.assets import AssetBuilder
+
+    builder = AssetBuilder(Path(args.dir) if args.dir else None, network=not args.offline)
+    paths = builder.build()
+    for action in builder.actions or ["all assets verified from the cache (sha256); nothing fetched"]:
+        print(action)
+    print(f"assets: {paths.root}")
+    print(f"model: {paths.model}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from qc.config import load_models
+
+    specs = load_models(Path(args.models))
+    for spec in specs:
+        print(f"{spec.name}: target {spec.target.kind}, reference {spec.reference}")
+    return 0
+
+
+def _select(models: str, name: str) -> ModelSpec:
+    from qc.config import load_models
+    from qc.errors import ConfigError
+
+    specs = load_models(Path(models))
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    raise ConfigError(f"{models}: no model named {name!r} (models: {', '.join(s.name for s in specs)}).")
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from qc import gates
+    from qc.cache import StageCache
+    from qc.config import default_cache_dir
+    from qc.pipeline import Context, ModelStages
+    from qc.report.tables import fmt, write_comparison
+
+    spec = _select(args.models, args.model)
+    ctx = Context(StageCache(default_cache_dir() / "stages"), Path(args.report_dir), args.images)
+    result = ModelStages(spec, ctx).comparison()
+    files = write_comparison(result, ctx.report_dir / spec.name)
+    print(f"{'#':>3}  {'tensor':40} {'op_type':12} {'cosine':>8} {'sqnr_db':>8}")
+    for row in result.layers:
+        m = row.metrics
+        print(f"{row.index:>3}  {row.tensor[:40]:40} {row.op_type[:12]:12} {fmt(m.cosine_mean):>8} {fmt(m.sqnr_db_mean):>8}")
+    print()
+    for row in result.outputs:
+        m = row.metrics
+        print(f"output {row.output:36} cosine {fmt(m.cosine_mean):>8}  sqnr_db {fmt(m.sqnr_db_mean):>8}")
+    failed = 0
+    for gate in (gates.layer_cosine, gates.output_cosine, gates.output_sqnr):
+        verdict = gate(result, spec.thresholds)
+        failed += not verdict.passed
+        print(f"{'PASS' if verdict.passed else 'FAIL'} {verdict.gate}: {verdict.message}")
+    print("written: " + ", ".join(str(f) for f in files))
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qc", description="Quantization checker for edge NN accelerators.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("assets", help="fetch (once), verify and build the demo model and images")
+    p.add_argument("--dir", help="asset folder (default: $QC_ASSETS or ~/.cache/qc/assets)")
+    p.add_argument("--offline", action="store_true", help="fail instead of downloading anything")
+    p.set_defaults(func=_cmd_assets)
+    p = sub.add_parser("validate", help="check a models.yaml and list its entries")
+    p.add_argument("models", nargs="?", default="models.yaml")
+    p.set_defaults(func=_cmd_validate)
+    p = sub.add_parser("compare", help="per-layer and per-output comparison of one model, with its gates")
+    p.add_argument("model")
+    p.add_argument("--models", default="models.yaml")
+    p.add_argument("--images", type=int, default=None)
+    p.add_argument("--report-dir", default="reports")
+    p.set_defaults(func=_cmd_compare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return int(args.func(args))
+    except QcError as exc:
+        print(f"qc: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,381 @@
+"""models.yaml: typed model entries validated by pydantic v2.
+
+Every problem of a bad file is reported at once as ``models.yaml:LINE:COL: field: message``.
+Paths are relative to the models.yaml folder and may use ``${QC_ASSETS}`` (the demo asset folder) and other
+environment variables.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from qc.errors import ConfigError
+from qc.yamlpos import dotted, load_yaml_with_positions
+
+GATES = ("layer_cosine", "output_cosine", "output_sqnr", "map_drop", "map50_drop", "agreement_ap", "fps", "lint")
+Gate = Literal["layer_cosine", "output_cosine", "output_sqnr", "map_drop", "map50_drop", "agreement_ap", "fps", "lint"]
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QuantSettings(Strict):
+    """Quantization settings, named after SNPE's ``snpe-dlc-quant`` flags."""
+
+    per_channel: bool = True
+    activation_bitwidth: Literal[8, 16] = 8
+    weight_bitwidth: Literal[8] = 8
+    activation_quantizer: Literal["tf", "enhanced", "symmetric"] = "tf"
+    float_nodes: tuple[str, ...] = ()
+    float_op_types: tuple[str, ...] = ()
+    float_downstream_of: tuple[str, ...] = Field(
+        default=(), description="Tensor names: every node that consumes them, directly or not, stays in float."
+    )
+
+
+class OrtInt8Target(QuantSettings):
+    """The embedded default: the reference ONNX quantized on the host (static QDQ) and run on onnxruntime CPU."""
+
+    kind: Literal["ort-int8"]
+
+
+class OnnxTarget(Strict):
+    """An already quantized or converted ONNX file (AIMET, NNCF, onnxruntime QDQ), compared as it is."""
+
+    kind: Literal["onnx"]
+    model: Path
+
+
+Target = Annotated[OrtInt8Target | OnnxTarget, Field(discriminator="kind")]
+
+
+class Preprocess(Strict):
+    """How an RGB image of 0..255 pixels becomes the model input: ``(pixel * scale - mean) / std``."""
+
+    input: str | None = Field(default=None, description="Input tensor name; optional for one-input models.")
+    size: tuple[int, int] | None = Field(
+        default=None, description="(height, width); required when the model's input dims are dynamic."
+    )
+    mode: Literal["letterbox", "resize"] = "letterbox"
+    pad_value: float = Field(default=114.0, ge=0, le=255, description="Letterbox padding, in 0..255 pixels.")
+    channel_order: Literal["RGB", "BGR"] = "RGB"
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    dtype: Literal["float32", "float16", "uint8"] = "float32"
+
+    @field_validator("std")
+    @classmethod
+    def _std_positive(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(s <= 0 for s in v):
+            raise ValueError(f"every std value must be > 0, found {list(v)}")
+        return v
+
+    @field_validator("size")
+    @classmethod
+    def _size_positive(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and min(v) <= 0:
+            raise ValueError(f"size must be two positive integers (height, width), found {list(v)}")
+        return v
+
+
+class CocoData(Strict):
+    annotations: Path
+    images: Path
+
+
+class ImageData(Strict):
+    """Evaluation or calibration images: a COCO annotation file with its images, or a plain folder."""
+
+    coco: CocoData | None = None
+    folder: Path | None = None
+    limit: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ImageData:
+        if (self.coco is None) == (self.folder is None):
+            raise ValueError("give exactly one of 'coco' (annotations + images) or 'folder'")
+        return self
+
+
+class Slice(Strict):
+    """A named channel slice of an output, e.g. boxes = last axis [0:4)."""
+
+    axis: int = -1
+    start: int = Field(ge=0)
+    stop: int | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Slice:
+        if self.stop is not None and self.stop <= self.start:
+            raise ValueError(f"stop ({self.stop}) must be greater than start ({self.start})")
+        return self
+
+
+class OutputSpec(Strict):
+    slices: dict[str, Slice] = Field(default_factory=dict)
+
+
+class ThresholdValues(Strict):
+    layer_cosine: float | None = Field(default=None, ge=-1, le=1)
+    output_cosine: float | None = Field(default=None, ge=-1, le=1)
+    output_sqnr_db: float | None = None
+
+
+class Thresholds(Strict):
+    """A default for every tensor plus per-name overrides: an exact name or a glob; the first match in file order wins.
+
+    Output slices are named ``tensor[slice]`` (an exact key matches them; in a glob, ``[`` starts a character class).
+    """
+
+    layer_cosine: float = Field(default=0.98, ge=-1, le=1)
+    output_cosine: float = Field(default=0.99, ge=-1, le=1)
+    output_sqnr_db: float = 20.0
+    overrides: dict[str, ThresholdValues] = Field(default_factory=dict)
+
+    def for_tensor(self, name: str) -> ThresholdValues:
+        """Resolve the thresholds that apply to ``name``."""
+        resolved = {
+            "layer_cosine": self.layer_cosine,
+            "output_cosine": self.output_cosine,
+            "output_sqnr_db": self.output_sqnr_db,
+        }
+        for pattern, values in self.overrides.items():
+            if pattern == name or fnmatch.fnmatchcase(name, pattern):
+                for key, value in values.model_dump(exclude_none=True).items():
+                    resolved[key] = value
+                break
+        return ThresholdValues(**resolved)
+
+
+Expectation = Literal["pass", "fail"]
+
+
+class ModelSpec(Strict):
+    name: str
+    reference: Path
+    target: Target
+    preprocess: Preprocess = Preprocess()
+    eval_data: ImageData
+    calibration: ImageData | None = None
+    outputs: dict[str, OutputSpec] = Field(default_factory=dict)
+    thresholds: Thresholds = Thresholds()
+    expect: Expectation | dict[str, Expectation] = Field(
+        default="pass", description="'fail' for a known-bad variant (its gates become strict xfails), or per gate."
+    )
+    gates: tuple[Gate, ...] | None = Field(default=None, description="Gates to run; default: all that apply.")
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_test_id(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError(f"must match {NAME_RE.pattern} (it becomes the pytest id), found {v!r}")
+        return v
+
+    @field_validator("expect")
+    @classmethod
+    def _known_gates(cls, v: Expectation | dict[str, Expectation]) -> Expectation | dict[str, Expectation]:
+        if isinstance(v, dict):
+            unknown = sorted(set(v) - set(GATES))
+            if unknown:
+                raise ValueError(f"unknown gate(s) {unknown}; gates are {list(GATES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _calibration_needed(self) -> ModelSpec:
+        if isinstance(self.target, OrtInt8Target) and self.calibration is None:
+            raise ValueError("target kind 'ort-int8' needs a 'calibration' image set")
+        return self
+
+    def expected(self, gate: str) -> Expectation:
+        if isinstance(self.expect, str):
+            return self.expect
+        return self.expect.get(gate, "pass")
+
+
+class ModelsFile(Strict):
+    models: list[ModelSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ModelsFile:
+        seen: set[str] = set()
+        for m in self.models:
+            if m.name in seen:
+                raise ValueError(f"model name {m.name!r} is used twice; names are test ids and must be unique")
+            seen.add(m.name)
+        return self
+
+
+_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("QC_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "qc"
+
+
+def assets_dir() -> Path:
+    env = os.environ.get("QC_ASSETS")
+    return Path(env).expanduser() if env else default_cache_dir() / "assets"
+
+
+def _expand(value: str, variables: dict[str, str]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        key = m.group(1)
+        if key in variables:
+            return variables[key]
+        if key in os.environ:
+            return os.environ[key]
+        raise ValueError(f"unknown variable ${{{key}}} (set it in the environment)")
+
+    return _VAR_RE.sub(sub, value)
+
+
+_PATH_KEYS = {"reference", "model", "annotations", "images", "folder"}
+
+
+def _resolve_paths(
+    data: Any,
+    base: Path,
+    variables: dict[str, str],
+    loc: tuple[str | int, ...],
+    errors: list[tuple[tuple[str | int, ...], str]],
+) -> Any:
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            if k in _PATH_KEYS and isinstance(v, str):
+                try:
+                    p = Path(_expand(v, variables)).expanduser()
+                except ValueError as exc:
+                    errors.append(((*loc, k), str(exc)))
+                    out[k] = v
+                    continue
+                out[k] = str(p if p.is_absolute() else (base / p).resolve())
+            else:
+                out[k] = _resolve_paths(v, base, variables, (*loc, k), errors)
+        return out
+    if isinstance(data, list):
+        return [_resolve_paths(v, base, variables, (*loc, i), errors) for i, v in enumerate(data)]
+    return data
+
+
+def _missing_files(spec: ModelSpec) -> list[tuple[tuple[str | int, ...], str]]:
+    checks: list[tuple[tuple[str | int, ...], Path, bool]] = [(("reference",), spec.reference, False)]
+    if isinstance(spec.target, OnnxTarget):
+        checks.append((("target", "model"), spec.target.model, False))
+    for key, data in (("eval_data", spec.eval_data), ("calibration", spec.calibration)):
+        if data is None:
+            continue
+        if data.coco is not None:
+            checks.append(((key, "coco", "annotations"), data.coco.annotations, False))
+            checks.append(((key, "coco", "images"), data.coco.images, True))
+        elif data.folder is not None:
+            checks.append(((key, "folder"), data.folder, True))
+    out = []
+    for loc, path, is_dir in checks:
+        if is_dir and not path.is_dir():
+            out.append((loc, f"folder not found: {path}"))
+        elif not is_dir and not path.is_file():
+            out.append((loc, f"file not found: {path}"))
+    return out
+
+
+def load_models(path: Path, *, check_files: bool = True) -> list[ModelSpec]:
+    """Load and validate a models.yaml; raise one ConfigError listing every problem as ``file:LINE:COL``."""
+    path = Path(path)
+    data, positions = load_yaml_with_positions(path)
+    problems: list[tuple[int, int, str]] = []
+
+    def add(loc: Sequence[str | int], msg: str, *, at_key: bool = False) -> None:
+        line, col = positions.locate(loc, at_key=at_key)
+        field = dotted(loc) or "(file)"
+        problems.append((line, col, f"{path}:{line}:{col}: {field}: {msg}"))
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1:1: (file): expected a mapping with a 'models' list, found {type(data).__name__}.")
+    path_errors: list[tuple[tuple[str | int, ...], str]] = []
+    resolved = _resolve_paths(data, path.parent.resolve(), {"QC_ASSETS": str(assets_dir())}, (), path_errors)
+    for loc, msg in path_errors:
+        add(loc, msg)
+    specs: list[ModelSpec] = []
+    try:
+        specs = ModelsFile.model_validate(resolved).models
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            msg = err["msg"]
+            if err["type"] == "missing":
+                msg = "required field is missing"
+            elif err["type"] == "extra_forbidden":
+                msg = f"unknown field (allowed: {_allowed(loc)})"
+            elif err["type"] == "union_tag_invalid":
+                msg = f"unknown target kind {err['input'].get('kind')!r}; expected one of 'ort-int8', 'onnx'"
+            elif err["type"] == "union_tag_not_found":
+                msg = "missing 'kind'; expected one of 'ort-int8', 'onnx'"
+            elif err["type"] == "value_error":
+                msg = msg.removeprefix("Value error, ")
+            elif "input" in err and err["type"] not in ("model_type", "dict_type"):
+                msg = f"{msg}, found {err['input']!r}"
+            add(_strip_tags(loc), msg, at_key=err["type"] == "extra_forbidden")
+    if check_files and specs:
+        for i, spec in enumerate(specs):
+            for loc, msg in _missing_files(spec):
+                add(("models", i, *loc), msg)
+    if problems:
+        problems.sort()
+        raise ConfigError("\n".join(p[2] for p in problems))
+    return specs
+
+
+_TAGS: dict[str, type[BaseModel]] = {"ort-int8": OrtInt8Target, "onnx": OnnxTarget}
+
+
+def _strip_tags(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """Drop the parts pydantic adds for unions (tags, 'literal[...]', 'dict[...]') so the path matches the file."""
+    return tuple(p for p in loc if p not in _TAGS and not (isinstance(p, str) and p.endswith("]")))
+
+
+def _allowed(loc: tuple[Any, ...]) -> str:
+    """The field names allowed at the mapping that holds the unknown key at ``loc``."""
+    model: type[BaseModel] | None = ModelsFile
+    skip_key = False
+    for part in loc[:-1]:
+        if model is None or isinstance(part, int):
+            continue
+        if skip_key:  # a free-form dict key such as an override glob or an output name
+            skip_key = False
+            continue
+        if part in _TAGS:
+            model = _TAGS[part]
+            continue
+        info = model.model_fields.get(str(part))
+        if info is None:
+            return "see the README"
+        skip_key = getattr(info.annotation, "__origin__", None) is dict
+        model = _model_of(info.annotation)
+    return ", ".join(model.model_fields) if model is not None else "see the README"
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,63 @@
+"""Preprocessing: letterbox or resize, channel order, normalisation, layout and dtype, with its exact inverse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from qc.config import Preprocess
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Maps network-input pixels back to original image pixels: ``orig = (net - pad) / scale``."""
+
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+    orig_w: int
+    orig_h: int
+
+    def to_original(self, boxes_xyxy: np.ndarray) -> np.ndarray:
+        out = np.array(boxes_xyxy, dtype=np.float32, copy=True)
+        out[..., 0::2] = np.clip((out[..., 0::2] - self.pad_x) / self.scale_x, 0, self.orig_w)
+        out[..., 1::2] = np.clip((out[..., 1::2] - self.pad_y) / self.scale_y, 0, self.orig_h)
+        return out
+
+
+def resize_image(
+    rgb: np.ndarray, size_hw: tuple[int, int], mode: str, pad_value: float
+) -> tuple[np.ndarray, Transform]:
+    """Letterbox (keep aspect, centre, pad) or plain resize an (H, W, 3) uint8 image to ``size_hw``."""
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    th, tw = size_hw
+    if mode == "resize":
+        out = np.asarray(Image.fromarray(rgb).resize((tw, th), Image.Resampling.BILINEAR), dtype=np.float32)
+        return out, Transform(tw / w, th / h, 0.0, 0.0, w, h)
+    scale = min(tw / w, th / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.Resampling.BILINEAR), dtype=np.float32)
+    canvas = np.full((th, tw, 3), pad_value, dtype=np.float32)
+    px, py = (tw - nw) // 2, (th - nh) // 2
+    canvas[py : py + nh, px : px + nw] = resized
+    return canvas, Transform(nw / w, nh / h, float(px), float(py), w, h)
+
+
+def preprocess(rgb: np.ndarray, spec: Preprocess, size_hw: tuple[int, int]) -> tuple[np.ndarray, Transform]:
+    """Turn one RGB uint8 image into a batch-of-one input tensor and the transform to invert boxes."""
+    pixels, transform = resize_image(rgb, size_hw, spec.mode, spec.pad_value)
+    if spec.channel_order == "BGR":
+        pixels = pixels[..., ::-1]
+    if spec.dtype == "uint8":
+        x = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    else:
+        mean = np.asarray(spec.mean, dtype=np.float32)
+        std = np.asarray(spec.std, dtype=np.float32)
+        x = ((pixels * np.float32(spec.scale) - mean) / std).astype(spec.dtype)
+    if spec.layout == "NCHW":
+        x = np.transpose(x, (2, 0, 1))
+    return np.ascontiguousarray(x[None]), transform

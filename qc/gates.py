@@ -1,0 +1,125 @@
+"""Gate verdicts as plain data: the pytest tests only assert them. A metric that cannot be computed fails."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from qc.compare.layerwise import Comparison
+from qc.compare.metrics import MetricSummary
+from qc.config import Thresholds
+
+
+@dataclass(frozen=True)
+class Violation:
+    name: str
+    value: float
+    threshold: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: str
+    passed: bool
+    message: str
+    metrics: dict[str, float | str] = field(default_factory=dict)
+    violations: tuple[Violation, ...] = ()
+
+
+def _below(name: str, value: float, threshold: float, undefined: str | None, unit: str) -> Violation | None:
+    if undefined is not None:
+        return Violation(name, math.nan, threshold, f"{name}: metric undefined: {undefined}")
+    if math.isnan(value):
+        return Violation(name, value, threshold, f"{name}: metric is NaN")
+    if value < threshold:
+        return Violation(name, value, threshold, f"{name}: {unit} {value:.4f} < threshold {threshold:.4f}")
+    return None
+
+
+def _fmt_list(violations: list[Violation], limit: int = 5) -> str:
+    shown = "; ".join(v.reason for v in violations[:limit])
+    more = len(violations) - limit
+    return shown + (f"; and {more} more (see layers.csv / outputs.csv)" if more > 0 else "")
+
+
+def layer_cosine(result: Comparison, thresholds: Thresholds) -> GateResult:
+    """Every matched layer's mean cosine (over images) must reach its threshold."""
+    if not result.layers:
+        return GateResult(
+            "layer_cosine",
+            False,
+            f"{result.model}: no layer could be compared; {len(result.unmatched)} reference tensors were unmatched.",
+        )
+    violations: list[Violation] = []
+    for row in result.layers:
+        m = row.metrics
+        v = _below(
+            f"{row.tensor} ({row.op_type}, #{row.index})",
+            m.cosine_mean,
+            thresholds.for_tensor(row.tensor).layer_cosine or 0.0,
+            m.undefined,
+            "cosine",
+        )
+        if v is not None:
+            violations.append(v)
+    defined = [r for r in result.layers if r.metrics.undefined is None and not math.isnan(r.metrics.cosine_mean)]
+    worst = min(defined, key=lambda r: r.metrics.cosine_mean) if defined else None
+    metrics: dict[str, float | str] = {
+        "layers_compared": float(len(result.layers)),
+        "layers_failing": float(len(violations)),
+        "images": float(result.images),
+    }
+    if worst is not None:
+        metrics["worst_layer"] = worst.tensor
+        metrics["worst_layer_cosine"] = worst.metrics.cosine_mean
+    if violations:
+        first = violations[0]
+        msg = (
+            f"{result.model}: {len(violations)} of {len(result.layers)} layers below their cosine threshold "
+            f"(first in topological order: {first.name}). {_fmt_list(sorted(violations, key=_key))}"
+        )
+        return GateResult("layer_cosine", False, msg, metrics, tuple(violations))
+    assert worst is not None
+    return GateResult(
+        "layer_cosine",
+        True,
+        f"{result.model}: worst layer {worst.tensor} cosine {worst.metrics.cosine_mean:.4f}",
+        metrics,
+    )
+
+
+def _key(v: Violation) -> float:
+    return -math.inf if math.isnan(v.value) else v.value
+
+
+def _output_gate(result: Comparison, thresholds: Thresholds, gate: str) -> GateResult:
+    if not result.outputs:
+        return GateResult(gate, False, f"{result.model}: no output was compared.")
+    violations: list[Violation] = []
+    metrics: dict[str, float | str] = {"images": float(result.images)}
+    for row in result.outputs:
+        m: MetricSummary = row.metrics
+        t = thresholds.for_tensor(row.output)
+        if gate == "output_cosine":
+            value, threshold, unit = m.cosine_mean, t.output_cosine or 0.0, "cosine"
+        else:
+            value, threshold, unit = m.sqnr_db_mean, t.output_sqnr_db or 0.0, "SQNR dB"
+        metrics[f"{row.output}.{'cosine' if gate == 'output_cosine' else 'sqnr_db'}"] = value
+        v = _below(row.output, value, threshold, m.undefined, unit)
+        if v is not None:
+            violations.append(v)
+    if violations:
+        msg = f"{result.model}: {len(violations)} of {len(result.outputs)} outputs/slices fail: {_fmt_list(violations)}"
+        return GateResult(gate, False, msg, metrics, tuple(violations))
+    return GateResult(gate, True, f"{result.model}: all {len(result.outputs)} outputs/slices pass", metrics)
+
+
+def output_cosine(result: Comparison, thresholds: Thresholds) -> GateResult:
+    """Each final output and each declared slice: mean cosine at least its threshold."""
+    return _output_gate(result, thresholds, "output_cosine")
+
+
+def output_sqnr(result: Comparison, thresholds: Thresholds) -> GateResult:
+    """Each final output and each declared slice: mean SQNR (dB) at least its threshold."""
+    return _output_gate(result, thresholds, "output_sqnr")

@@ -1,0 +1,181 @@
+"""The stages, in the one direction data flows: spec -> inputs -> reference + target runs -> comparison.
+
+Each stage caches its result under a key hashed from what it depends on (model bytes, images, settings, qc
+and onnxruntime versions), so a warm second run does no quantization and no inference.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qc.cache import StageCache, stable_hash
+from qc.compare.layerwise import Comparison, compare_stream
+from qc.compare.matching import match_qdq
+from qc.config import ModelSpec, OnnxTarget, OrtInt8Target
+from qc.data.images import ImageSet, file_sha256, iter_images, load_image_set
+from qc.data.preprocess import Transform, preprocess
+from qc.errors import ModelError
+from qc.runners.base import GraphTensors
+from qc.runners.ort import OrtRunner
+from qc.runners.quantize import quantize_int8
+
+log = logging.getLogger(__name__)
+
+
+def ort_version() -> str:
+    import onnxruntime
+
+    return str(onnxruntime.__version__)
+
+
+@dataclass
+class Context:
+    """What every stage of one session shares: the cache, the report folder and the image limit."""
+
+    cache: StageCache
+    report_dir: Path
+    image_limit: int | None = None
+
+
+def input_layout(spec: ModelSpec, graph: GraphTensors) -> tuple[str, tuple[int, int]]:
+    """The input tensor name and (height, width); a shape that does not fit the model is a one-line error."""
+    inputs = graph.inputs
+    name = spec.preprocess.input
+    if name is None:
+        if len(inputs) != 1:
+            raise ModelError(
+                f"{spec.name}: the model has inputs {sorted(inputs)}; set preprocess.input to one of them."
+            )
+        name = next(iter(inputs))
+    elif name not in inputs:
+        raise ModelError(
+            f"{spec.name}: preprocess.input {name!r} is not an input of the model (it has {sorted(inputs)})."
+        )
+    dims = inputs[name]
+    if len(dims) != 4:
+        raise ModelError(f"{spec.name}: input {name!r} has shape {list(dims)}; qc feeds 4-D image batches.")
+    h_axis, w_axis, c_axis = (2, 3, 1) if spec.preprocess.layout == "NCHW" else (1, 2, 3)
+    channels = dims[c_axis]
+    if isinstance(channels, int) and channels > 0 and channels != 3:
+        raise ModelError(
+            f"{spec.name}: input {name!r} has {channels} channels on axis {c_axis} with layout "
+            f"{spec.preprocess.layout}; expected 3 (shape {list(dims)})."
+        )
+    static = [d if isinstance(d, int) and d > 0 else None for d in (dims[h_axis], dims[w_axis])]
+    size = spec.preprocess.size
+    if size is None:
+        if None in static:
+            raise ModelError(f"{spec.name}: input {name!r} has dynamic height/width {list(dims)}; set preprocess.size.")
+        return name, (int(static[0] or 0), int(static[1] or 0))
+    for want, have, what in ((size[0], static[0], "height"), (size[1], static[1], "width")):
+        if have is not None and want != have:
+            raise ModelError(
+                f"{spec.name}: preprocess.size {list(size)} does not fit input {name!r} of shape {list(dims)} "
+                f"({what} {have} expected, found {want})."
+            )
+    return name, size
+
+
+def iter_feeds(
+    spec: ModelSpec, images: ImageSet, input_name: str, size: tuple[int, int]
+) -> Iterator[tuple[int, dict[str, np.ndarray], Transform]]:
+    for item, rgb in iter_images(images):
+        tensor, transform = preprocess(rgb, spec.preprocess, size)
+        yield item.image_id, {input_name: tensor}, transform
+
+
+class ModelStages:
+    """The cached stages of one models.yaml entry."""
+
+    def __init__(self, spec: ModelSpec, ctx: Context) -> None:
+        self.spec = spec
+        self.ctx = ctx
+        self.reference = OrtRunner(f"{spec.name} (reference)", spec.reference)
+        self._target: OrtRunner | None = None
+        self._eval: ImageSet | None = None
+
+    # -- inputs ---------------------------------------------------------------------------------------------
+    def eval_images(self) -> ImageSet:
+        if self._eval is None:
+            self._eval = load_image_set(self.spec.eval_data, limit=self.ctx.image_limit)
+        return self._eval
+
+    def io(self) -> tuple[str, tuple[int, int]]:
+        return input_layout(self.spec, self.reference.graph())
+
+    # -- target ---------------------------------------------------------------------------------------------
+    def target_key(self) -> str:
+        spec = self.spec
+        target = spec.target
+        if isinstance(target, OnnxTarget):
+            return stable_hash("onnx", file_sha256(target.model))
+        assert spec.calibration is not None
+        calib = load_image_set(spec.calibration)
+        return stable_hash(
+            "ort-int8",
+            file_sha256(spec.reference),
+            target.model_dump(mode="json"),
+            spec.preprocess.model_dump(mode="json"),
+            calib.fingerprint(),
+            ort_version(),
+        )
+
+    def target(self) -> OrtRunner:
+        if self._target is not None:
+            return self._target
+        target = self.spec.target
+        if isinstance(target, OnnxTarget):
+            self._target = OrtRunner(f"{self.spec.name} (target)", target.model)
+            return self._target
+        assert isinstance(target, OrtInt8Target)
+        key = self.target_key()
+        with self.ctx.cache.locked("quantized", key) as folder:
+            path = folder / "model.int8.onnx"
+            if not self.ctx.cache.fresh(path):
+                assert self.spec.calibration is not None
+                name, size = self.io()
+                calib = load_image_set(self.spec.calibration)
+                feeds = (f for _, f, _ in iter_feeds(self.spec, calib, name, size))
+                used = quantize_int8(self.spec.reference, target, feeds, path, self.spec.name)
+                log.info("%s: quantized with %d calibration images", self.spec.name, used)
+                self.ctx.cache.misses.append(f"quantized/{key}")
+            else:
+                self.ctx.cache.hits.append(f"quantized/{key}")
+        self._target = OrtRunner(f"{self.spec.name} (target)", path)
+        return self._target
+
+    # -- comparison -----------------------------------------------------------------------------------------
+    def comparison_key(self) -> str:
+        spec = self.spec
+        return stable_hash(
+            "comparison",
+            file_sha256(spec.reference),
+            self.target_key(),
+            spec.preprocess.model_dump(mode="json"),
+            self.eval_images().fingerprint(),
+            {k: v.model_dump(mode="json") for k, v in spec.outputs.items()},
+            ort_version(),
+        )
+
+    def comparison(self) -> Comparison:
+        key = self.comparison_key()
+        with self.ctx.cache.locked("comparison", key):
+            cached = self.ctx.cache.load_json("comparison", key)
+            if cached is not None:
+                return Comparison.from_json(cached)
+            target = self.target()
+            name, size = self.io()
+            matches = match_qdq(self.reference.graph(), target.graph())
+            feeds = ((image_id, feed) for image_id, feed, _ in iter_feeds(self.spec, self.eval_images(), name, size))
+            result = compare_stream(self.spec.name, self.reference, target, matches, feeds, self.spec.outputs)
+            result.notes.append(
+                f"target model: {target.model_path()}; intermediates are the values consumers read "
+                "(DequantizeLinear outputs); final outputs come from the model as onnxruntime runs it."
+            )
+            self.ctx.cache.save_json("comparison", key, result.to_json())
+            return result

@@ -1,0 +1,126 @@
+"""The pytest glue (registered under ``pytest11``): options, parametrization from models.yaml, summary, reports.
+
+Everything else lives in plain modules of :mod:`qc`; fixtures are in the repository's ``fixtures/`` package.
+Model names are the test ids, so ``pytest benchmarks -k yolov3`` selects by model.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qc.config import GATES, ModelSpec, load_models
+from qc.errors import ConfigError
+
+SPECS_KEY = pytest.StashKey[list[ModelSpec]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("qc", "qc quantization checker")
+    group.addoption("--qc-models", default="models.yaml", help="models.yaml to parametrize the gates with.")
+    group.addoption("--qc-report-dir", default="reports", help="Folder for CSV, JSON and HTML reports.")
+    group.addoption("--qc-images", type=int, default=None, help="Use at most N evaluation images per model.")
+    group.addoption("--qc-refresh", action="store_true", help="Ignore cached stage results and rebuild them.")
+    group.addoption("--qc-cache-dir", default=None, help="Stage cache folder (default: $QC_CACHE_DIR or ~/.cache/qc).")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "qc_gate(name): the models.yaml gate a benchmark test checks.")
+    config.pluginmanager.register(Reporter(config), "qc-reporter")
+    if config.getoption("--qc-refresh") and not hasattr(config, "workerinput"):
+        os.environ["QC_REFRESH_SINCE"] = str(time.time())  # inherited by xdist workers
+
+
+def load_specs(config: pytest.Config) -> list[ModelSpec]:
+    if SPECS_KEY not in config.stash:
+        path = Path(config.getoption("--qc-models"))
+        if not path.is_absolute():
+            path = Path(config.invocation_params.dir) / path
+        try:
+            config.stash[SPECS_KEY] = load_models(path)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"qc: invalid models file:\n{exc}") from None
+    return config.stash[SPECS_KEY]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "qc_model" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("qc_gate")
+    gate = str(marker.args[0]) if marker else ""
+    params = []
+    for spec in load_specs(metafunc.config):
+        if gate and spec.gates is not None and gate not in spec.gates:
+            continue
+        marks: list[pytest.MarkDecorator] = [pytest.mark.xdist_group(spec.name)]
+        if gate and spec.expected(gate) == "fail":
+            marks.append(pytest.mark.xfail(strict=True, reason=f"models.yaml expects gate {gate!r} to fail"))
+        params.append(pytest.param(spec, id=spec.name, marks=marks))
+    metafunc.parametrize("qc_model", params, indirect=True, scope="session")
+
+
+@dataclass
+class Summary:
+    """Gate outcomes and headline metrics per model, gathered on the controller from test reports."""
+
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties)
+        model, gate = props.get("qc_model"), props.get("qc_gate")
+        if not model or not gate:
+            return
+        if report.when == "call" or report.outcome != "passed":
+            row = self.rows.setdefault(str(model), {"model": model})
+            row[str(gate)] = outcome(report)
+            for key, value in props.items():
+                if key not in ("qc_model", "qc_gate"):
+                    row[key] = value
+
+
+def outcome(report: pytest.TestReport) -> str:
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.outcome == "skipped" else "xpassed(strict)"
+    if report.when != "call" and report.outcome == "failed":
+        return "error"
+    return str(report.outcome)
+
+
+class Reporter:
+    """Registered per session: collects gate outcomes (on the xdist controller too), writes summary.csv."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.summary = Summary()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.summary.add(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput") or not self.summary.rows:
+            return
+        from qc.report.tables import write_summary
+
+        report_dir = Path(self.config.getoption("--qc-report-dir"))
+        report_dir.mkdir(parents=True, exist_ok=True)
+        write_summary(list(self.summary.rows.values()), report_dir / "summary.csv", GATES)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        rows = self.summary.rows
+        if not rows:
+            return
+        gates = [g for g in GATES if any(g in r for r in rows.values())]
+        tr = terminalreporter
+        tr.section("qc gates")
+        width = max(len(m) for m in rows) + 2
+        tr.write_line("model".ljust(width) + "".join(g.ljust(16) for g in gates) + "worst layer (cosine)")
+        for model, row in rows.items():
+            worst = row.get("worst_layer")
+            worst_text = f"{worst} ({float(row['worst_layer_cosine']):.4f})" if worst else "-"
+            tr.write_line(model.ljust(width) + "".join(str(row.get(g, "-")).ljust(16) for g in gates) + worst_text)
+        tr.write_line(f"reports: {Path(self.config.getoption('--qc-report-dir')).resolve()}")

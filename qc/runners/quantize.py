@@ -1,0 +1,123 @@
+"""The embedded default target: static QDQ quantization with onnxruntime, settings named after SNPE's."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qc.config import QuantSettings
+from qc.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+
+def float_node_names(model: Any, settings: QuantSettings, entry: str) -> list[str]:
+    """Nodes kept in float: ``float_nodes`` plus every node downstream of a ``float_downstream_of`` tensor."""
+    graph = model.graph
+    by_name = {n.name for n in graph.node}
+    produced = {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
+    problems = [
+        f"{entry}: target.float_nodes: no node named {n!r} in the model."
+        for n in settings.float_nodes
+        if n not in by_name
+    ]
+    problems += [
+        f"{entry}: target.float_downstream_of: no tensor named {t!r} in the model."
+        for t in settings.float_downstream_of
+        if t not in produced
+    ]
+    op_types = {n.op_type for n in graph.node}
+    problems += [
+        f"{entry}: target.float_op_types: op type {t!r} does not occur in the model "
+        f"(it has {', '.join(sorted(op_types))})."
+        for t in settings.float_op_types
+        if t not in op_types
+    ]
+    if problems:
+        raise ConfigError("\n".join(problems))
+    keep = set(settings.float_nodes)
+    frontier = set(settings.float_downstream_of)
+    for node in graph.node:  # nodes are in topological order
+        if any(i in frontier for i in node.input):
+            keep.add(node.name)
+            frontier.update(o for o in node.output if o)
+    return sorted(keep)
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over a stream of feeds."""
+
+    def __init__(self, feeds: Iterable[dict[str, np.ndarray]]) -> None:
+        self._it: Iterator[dict[str, np.ndarray]] = iter(feeds)
+        self.count = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        item = next(self._it, None)
+        if item is not None:
+            self.count += 1
+        return item
+
+    def rewind(self) -> None:  # onnxruntime calls it for some calibrators; one pass is enough here
+        return None
+
+
+def quantize_int8(
+    reference: Path, settings: QuantSettings, calibration: Iterable[dict[str, np.ndarray]], out: Path, entry: str
+) -> int:
+    """Quantize ``reference`` to a QDQ model at ``out``; returns the number of calibration inputs used."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    model = onnx.load(str(reference))
+    exclude = float_node_names(model, settings, entry)
+    op_types = sorted({n.op_type for n in model.graph.node} - set(settings.float_op_types) - {"Constant"})
+    method = CalibrationMethod.Percentile if settings.activation_quantizer == "enhanced" else CalibrationMethod.MinMax
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    extra: dict[str, Any] = {
+        "ActivationSymmetric": settings.activation_quantizer == "symmetric",
+        "WeightSymmetric": True,
+        "CalibPercentile": 99.999,
+    }
+    if settings.activation_bitwidth == 16 and opset < 21:
+        extra["UseQDQContribOps"] = True
+    reader = _Reader(calibration)
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return reader.get_next()
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.onnx")
+    log.info("quantizing %s (%d nodes kept in float) -> %s", reference, len(exclude), out)
+    try:
+        quantize_static(
+            str(reference),
+            str(tmp),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=op_types,
+            per_channel=settings.per_channel,
+            activation_type=QuantType.QUInt16 if settings.activation_bitwidth == 16 else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude,
+            calibrate_method=method,
+            extra_options=extra,
+        )
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise ModelError(f"{entry}: onnxruntime quantize_static failed on {reference}: {exc}") from None
+    if reader.count == 0:
+        tmp.unlink(missing_ok=True)
+        raise ModelError(f"{entry}: the calibration set produced no inputs; quantization needs at least one image.")
+    tmp.replace(out)
+    return reader.count
