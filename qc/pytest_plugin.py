@@ -18,6 +18,7 @@ from qc.config import GATES, ModelSpec, load_models
 from qc.errors import ConfigError
 
 SPECS_KEY = pytest.StashKey[list[ModelSpec]]()
+ERROR_KEY = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,9 +44,16 @@ def load_specs(config: pytest.Config) -> list[ModelSpec]:
             path = Path(config.invocation_params.dir) / path
         try:
             config.stash[SPECS_KEY] = load_models(path)
-        except ConfigError as exc:
-            raise pytest.UsageError(f"qc: invalid models file:\n{exc}") from None
+        except ConfigError as exc:  # reported once, cleanly, when collection finishes
+            config.stash[ERROR_KEY] = str(exc)
+            config.stash[SPECS_KEY] = []
     return config.stash[SPECS_KEY]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    error = session.config.stash.get(ERROR_KEY, None)
+    if error is not None:
+        pytest.exit(f"qc: invalid models file:\n{error}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -152,7 +152,7 @@ class OrtRunner:
         if self._session is None:
             self.prepare()
             self._session = self._new_session(self._path.read_bytes())
-        outs = self._session.run(None, dict(feeds))
+        outs = self._guarded(self._session, feeds)
         return {o.name: np.asarray(v) for o, v in zip(self._session.get_outputs(), outs, strict=True)}
 
     def run_all(self, feeds: Mapping[str, np.ndarray]) -> TensorDict:
@@ -162,8 +162,15 @@ class OrtRunner:
             debug = expose_all(self._model, self._infos, floats)
             self._debug_session = self._new_session(debug.SerializeToString())
             self._debug_outputs = [o.name for o in self._debug_session.get_outputs()]
-        outs = self._debug_session.run(None, dict(feeds))
+        outs = self._guarded(self._debug_session, feeds)
         return {n: np.asarray(v) for n, v in zip(self._debug_outputs, outs, strict=True)}
+
+    def _guarded(self, session: Any, feeds: Mapping[str, np.ndarray]) -> list[Any]:
+        try:
+            return list(session.run(None, dict(feeds)))
+        except Exception as exc:
+            shapes = {k: list(v.shape) for k, v in feeds.items()}
+            raise ModelError(f"{self.name}: onnxruntime failed to run {self._path} on inputs {shapes}: {exc}") from None
 
     def speed(self, feeds: Mapping[str, np.ndarray], *, rounds: int = 50, warmup: int = 5) -> SpeedResult:
         for _ in range(warmup):

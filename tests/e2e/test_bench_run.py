@@ -1,0 +1,102 @@
+"""End to end: `pytest benchmarks` in a subprocess on a real (tiny) model, as a user or CI runs it."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from qc.report.tables import LAYER_COLUMNS, OUTPUT_COLUMNS
+from tests.models import tiny_project
+
+REPO = Path(__file__).resolve().parents[2]
+GOOD = {"name": "tiny-a16", "bits": 16, "layer": 0.95, "out": 0.95, "sqnr": 10}
+# The whole-output and per-layer cosines stay high while the score channels collapse: only the slices catch it.
+BAD = {"name": "tiny-int8", "bits": 8, "layer": 0.95, "out": 0.95, "sqnr": 10,
+       "expect": "{output_cosine: fail, output_sqnr: fail}"}
+
+
+def bench(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "pytest", str(REPO / "benchmarks"), "-p", "no:cacheprovider",
+           "--qc-models", str(folder / "models.yaml"), "--qc-report-dir", str(folder / "reports"),
+           "--qc-cache-dir", str(folder / "cache"), "--junitxml", str(folder / "reports" / "junit.xml"), *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("bench")
+    tiny_project(folder, [GOOD, BAD])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def first_run(project: Path) -> subprocess.CompletedProcess[str]:
+    return bench(project, "-n", "2")
+
+
+def test_run_is_green_and_known_bad_variant_is_a_strict_xfail(first_run: subprocess.CompletedProcess[str]) -> None:
+    out = first_run.stdout
+    assert first_run.returncode == 0, out + first_run.stderr
+    assert "4 passed, 2 xfailed" in out
+    assert "qc gates" in out  # terminal summary table
+
+
+def test_reports_follow_the_contract(project: Path, first_run: subprocess.CompletedProcess[str]) -> None:
+    reports = project / "reports"
+    with (reports / "tiny-a16" / "layers.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == LAYER_COLUMNS
+    assert rows[0]["tensor"] == "images" and rows[0]["op_type"] == "Input"
+    with (reports / "tiny-int8" / "outputs.csv").open() as f:
+        outputs = {r["output"]: r for r in csv.DictReader(f)}
+    assert tuple(next(iter(outputs.values()))) == OUTPUT_COLUMNS
+    assert set(outputs) == {"pred", "pred[boxes]", "pred[scores]"}
+    assert "all zeros" in outputs["pred[scores]"]["undefined"]
+    with (reports / "summary.csv").open() as f:
+        summary = {r["model"]: r for r in csv.DictReader(f)}
+    assert summary["tiny-a16"]["layer_cosine"] == "passed"
+    assert summary["tiny-int8"]["output_cosine"] == "xfailed"
+    assert float(summary["tiny-a16"]["worst_layer_cosine"]) > 0.95
+    cases = ET.parse(reports / "junit.xml").getroot().iter("testcase")
+    props = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")} for c in cases}
+    assert props["test_layer_cosine[tiny-a16]"]["qc_model"] == "tiny-a16"
+    assert "worst_layer" in props["test_layer_cosine[tiny-a16]"]
+
+
+def test_select_one_model_by_name_and_warm_cache(project: Path, first_run: subprocess.CompletedProcess[str]) -> None:
+    run = bench(project, "-k", "tiny-a16", "-v")
+    assert run.returncode == 0, run.stdout
+    assert "3 passed, 3 deselected" in run.stdout
+    assert "tiny-int8" not in run.stdout.split("qc gates")[0].split("deselected")[-1]
+
+
+def test_wrong_expectation_fails_the_run(project: Path, tmp_path: Path) -> None:
+    tiny_project(tmp_path, [{**GOOD, "expect": "fail"}])
+    run = bench(tmp_path)
+    assert run.returncode == 1
+    assert "XPASS(strict)" in run.stdout
+
+
+def test_failed_gate_names_tensor_value_and_threshold(tmp_path: Path) -> None:
+    tiny_project(tmp_path, [{**BAD, "expect": "pass"}])
+    run = bench(tmp_path, "-k", "output_cosine")
+    assert run.returncode == 1
+    assert "pred[scores]: metric undefined: the target tensor is all zeros" in run.stdout
+
+
+def test_broken_models_yaml_reports_all_errors_at_once(tmp_path: Path) -> None:
+    (tmp_path / "models.yaml").write_text(
+        "models:\n  - name: a\n    reference: nope.onnx\n    target: {kind: ort-int8, activation_bitwidth: 3}\n"
+        "    eval_data: {folder: .}\n    calibration: {folder: .}\n    colour: red\n"
+    )
+    run = bench(tmp_path)
+    assert run.returncode == 4, run.stdout + run.stderr
+    out = run.stdout + run.stderr
+    assert "Traceback" not in out and "_hookexec" not in out
+    assert "models.yaml:4:51: models[0].target.activation_bitwidth: Input should be 8 or 16, found 3" in out
+    assert "models.yaml:7:5: models[0].colour: unknown field" in out

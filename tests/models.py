@@ -1,0 +1,98 @@
+"""Small real ONNX models built with onnx.helper for integration tests (no weights downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def tiny_detector(path: Path, *, size: int = 32, seed: int = 0) -> Path:
+    """Conv -> Relu -> Conv -> output ``pred`` (1, 6, size/2, size/2): 4 'box' channels of large range and 2
+    'score' channels squashed by a Sigmoid into 0..1, concatenated: a miniature of a detector's mixed output."""
+    rng = np.random.default_rng(seed)
+    w1 = rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.5
+    b1 = rng.standard_normal(8).astype(np.float32) * 0.1
+    w2 = rng.standard_normal((6, 8, 3, 3)).astype(np.float32) * 0.3
+    b2 = rng.standard_normal(6).astype(np.float32) * 0.1
+    scale = np.array(100.0, np.float32)
+    nodes = [
+        helper.make_node("Conv", ["images", "w1", "b1"], ["conv1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv1"], ["relu1"], name="relu1"),
+        helper.make_node("Conv", ["relu1", "w2", "b2"], ["head"], name="conv2", pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Slice", ["head", "s0", "s4", "ax"], ["raw_box"], name="slice_box"),
+        helper.make_node("Slice", ["head", "s4", "s6", "ax"], ["raw_score"], name="slice_score"),
+        helper.make_node("Mul", ["raw_box", "box_scale"], ["box"], name="box_scale_mul"),
+        helper.make_node("Sigmoid", ["raw_score"], ["score"], name="score_sigmoid"),
+        helper.make_node("Concat", ["box", "score"], ["pred"], name="concat", axis=1),
+    ]
+    inits = [
+        numpy_helper.from_array(w1, "w1"),
+        numpy_helper.from_array(b1, "b1"),
+        numpy_helper.from_array(w2, "w2"),
+        numpy_helper.from_array(b2, "b2"),
+        numpy_helper.from_array(scale, "box_scale"),
+        numpy_helper.from_array(np.array([0], np.int64), "s0"),
+        numpy_helper.from_array(np.array([4], np.int64), "s4"),
+        numpy_helper.from_array(np.array([6], np.int64), "s6"),
+        numpy_helper.from_array(np.array([1], np.int64), "ax"),
+    ]
+    half = size // 2
+    graph = helper.make_graph(
+        nodes,
+        "tiny_detector",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("pred", TensorProto.FLOAT, [1, 6, half, half])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def write_images(folder: Path, count: int, *, seed: int = 0, size: tuple[int, int] = (40, 48)) -> Path:
+    """Smooth random RGB PNG images (gradients plus noise) so that quantization has real structure to keep."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(count):
+        base = np.stack([(xx * (3 + c + i)) % 256 for c in range(3)], -1).astype(np.float32)
+        img = np.clip(base * 0.7 + rng.normal(0, 20, (h, w, 3)) + 30 * np.sin(yy / (3 + i))[..., None], 0, 255)
+        Image.fromarray(img.astype(np.uint8)).save(folder / f"img_{i:03d}.png")
+    return folder
+
+
+def models_yaml(folder: Path, entries: str) -> Path:
+    path = folder / "models.yaml"
+    path.write_text("models:\n" + entries)
+    return path
+
+
+TINY_ENTRY = """\
+  - name: {name}
+    reference: tiny.onnx
+    target: {{kind: ort-int8, activation_bitwidth: {bits}}}
+    preprocess: {{size: [32, 32], mode: letterbox}}
+    eval_data: {{folder: eval}}
+    calibration: {{folder: calib}}
+    outputs:
+      pred: {{slices: {{boxes: {{axis: 1, start: 0, stop: 4}}, scores: {{axis: 1, start: 4}}}}}}
+    thresholds: {{layer_cosine: {layer}, output_cosine: {out}, output_sqnr_db: {sqnr}}}
+    expect: {expect}
+"""
+
+
+def tiny_project(folder: Path, entries: list[dict[str, object]], *, eval_images: int = 3) -> Path:
+    """A folder with tiny.onnx, eval/ and calib/ images and a models.yaml made of TINY_ENTRY rows."""
+    tiny_detector(folder / "tiny.onnx")
+    write_images(folder / "eval", eval_images, seed=1)
+    write_images(folder / "calib", 4, seed=2)
+    defaults: dict[str, object] = {"bits": 8, "layer": 0.5, "out": 0.5, "sqnr": 0.0, "expect": "pass"}
+    return models_yaml(folder, "".join(TINY_ENTRY.format(**{**defaults, **e}) for e in entries))
