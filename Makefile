@@ -38,7 +38,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 test: setup system-deps assets lint typecheck
-	$(BIN)/python -m pytest tests -p no:cacheprovider -n 2 --benchmark-disable $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -p no:cacheprovider -n 2 --ignore=tests/perf $(PYTEST_ARGS)
 	$(BIN)/python -m pytest tests/perf -p no:cacheprovider --benchmark-only \
 	  --benchmark-json=$(REPORTS)/qc-perf.json --benchmark-columns=mean,stddev,rounds
 
