@@ -56,13 +56,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     result = ModelStages(spec, ctx).comparison()
     files = write_comparison(result, ctx.report_dir / spec.name)
     print(f"{'#':>3}  {'tensor':40} {'op_type':12} {'cosine':>8} {'sqnr_db':>8}")
-    for row in result.layers:
-        m = row.metrics
-        print(f"{row.index:>3}  {row.tensor[:40]:40} {row.op_type[:12]:12} {fmt(m.cosine_mean):>8} {fmt(m.sqnr_db_mean):>8}")
+    for layer in result.layers:
+        m = layer.metrics
+        cos, sqnr = fmt(m.cosine_mean), fmt(m.sqnr_db_mean)
+        print(f"{layer.index:>3}  {layer.tensor[:40]:40} {layer.op_type[:12]:12} {cos:>8} {sqnr:>8}")
     print()
-    for row in result.outputs:
-        m = row.metrics
-        print(f"output {row.output:36} cosine {fmt(m.cosine_mean):>8}  sqnr_db {fmt(m.sqnr_db_mean):>8}")
+    for out in result.outputs:
+        m = out.metrics
+        print(f"output {out.output:36} cosine {fmt(m.cosine_mean):>8}  sqnr_db {fmt(m.sqnr_db_mean):>8}")
     failed = 0
     for gate in (gates.layer_cosine, gates.output_cosine, gates.output_sqnr):
         verdict = gate(result, spec.thresholds)

@@ -16,14 +16,34 @@ from tests.models import tiny_project
 REPO = Path(__file__).resolve().parents[2]
 GOOD = {"name": "tiny-a16", "bits": 16, "layer": 0.95, "out": 0.95, "sqnr": 10}
 # The whole-output and per-layer cosines stay high while the score channels collapse: only the slices catch it.
-BAD = {"name": "tiny-int8", "bits": 8, "layer": 0.95, "out": 0.95, "sqnr": 10,
-       "expect": "{output_cosine: fail, output_sqnr: fail}"}
+BAD = {
+    "name": "tiny-int8",
+    "bits": 8,
+    "layer": 0.95,
+    "out": 0.95,
+    "sqnr": 10,
+    "expect": "{output_cosine: fail, output_sqnr: fail}",
+}
 
 
 def bench(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "pytest", str(REPO / "benchmarks"), "-p", "no:cacheprovider",
-           "--qc-models", str(folder / "models.yaml"), "--qc-report-dir", str(folder / "reports"),
-           "--qc-cache-dir", str(folder / "cache"), "--junitxml", str(folder / "reports" / "junit.xml"), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(REPO / "benchmarks"),
+        "-p",
+        "no:cacheprovider",
+        "--qc-models",
+        str(folder / "models.yaml"),
+        "--qc-report-dir",
+        str(folder / "reports"),
+        "--qc-cache-dir",
+        str(folder / "cache"),
+        "--junitxml",
+        str(folder / "reports" / "junit.xml"),
+        *args,
+    ]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
 
 
@@ -51,7 +71,8 @@ def test_reports_follow_the_contract(project: Path, first_run: subprocess.Comple
     with (reports / "tiny-a16" / "layers.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == LAYER_COLUMNS
-    assert rows[0]["tensor"] == "images" and rows[0]["op_type"] == "Input"
+    assert rows[0]["tensor"] == "images"
+    assert rows[0]["op_type"] == "Input"
     with (reports / "tiny-int8" / "outputs.csv").open() as f:
         outputs = {r["output"]: r for r in csv.DictReader(f)}
     assert tuple(next(iter(outputs.values()))) == OUTPUT_COLUMNS
@@ -97,6 +118,7 @@ def test_broken_models_yaml_reports_all_errors_at_once(tmp_path: Path) -> None:
     run = bench(tmp_path)
     assert run.returncode == 4, run.stdout + run.stderr
     out = run.stdout + run.stderr
-    assert "Traceback" not in out and "_hookexec" not in out
+    assert "Traceback" not in out
+    assert "_hookexec" not in out
     assert "models.yaml:4:51: models[0].target.activation_bitwidth: Input should be 8 or 16, found 3" in out
     assert "models.yaml:7:5: models[0].colour: unknown field" in out

@@ -42,7 +42,8 @@ def test_good_file_loads_typed_entries(folder: Path) -> None:
     assert isinstance(m1.target, OrtInt8Target)
     assert m1.target.activation_bitwidth == 16
     assert m1.reference == folder / "model.onnx"
-    assert m1.calibration is not None and m1.calibration.limit == 3
+    assert m1.calibration is not None
+    assert m1.calibration.limit == 3
     assert m1.outputs["out"].slices["scores"].stop is None
     assert isinstance(m2.target, OnnxTarget)
     assert m2.reference == folder / "model.onnx"

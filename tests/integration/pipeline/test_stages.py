@@ -52,7 +52,8 @@ def test_sixteen_bit_activations_are_far_closer(tmp_path: Path) -> None:
     s8 = {r.output: r.metrics for r in a8.outputs}
     s16 = {r.output: r.metrics for r in a16.outputs}
     assert s8["pred[scores]"].undefined is not None
-    assert s16["pred[scores]"].undefined is None and s16["pred[scores]"].cosine_mean > 0.99
+    assert s16["pred[scores]"].undefined is None
+    assert s16["pred[scores]"].cosine_mean > 0.99
     l8 = {r.tensor: r.metrics for r in a8.layers}
     l16 = {r.tensor: r.metrics for r in a16.layers}
     assert l16["images"].sqnr_db_mean > l8["images"].sqnr_db_mean + 30  # input quantization: 16 vs 8 bits
@@ -72,7 +73,8 @@ def test_warm_cache_does_no_quantization_and_no_inference(tmp_path: Path, monkey
     stages = _stages(tmp_path)
     second = stages.comparison()
     assert json.dumps(second.to_json()) == json.dumps(first.to_json())
-    assert stages.ctx.cache.hits and not stages.ctx.cache.misses
+    assert stages.ctx.cache.hits
+    assert not stages.ctx.cache.misses
 
 
 def test_changed_input_invalidates_the_cache(tmp_path: Path) -> None:
@@ -80,7 +82,8 @@ def test_changed_input_invalidates_the_cache(tmp_path: Path) -> None:
     first = _stages(tmp_path).comparison()
     write_images(tmp_path / "eval", 4, seed=9)  # one more image, others changed
     second = _stages(tmp_path).comparison()
-    assert second.images == 4 and json.dumps(second.to_json()) != json.dumps(first.to_json())
+    assert second.images == 4
+    assert json.dumps(second.to_json()) != json.dumps(first.to_json())
 
 
 def test_refresh_rebuilds_entries_written_before_the_session(tmp_path: Path) -> None:
@@ -121,15 +124,19 @@ def test_bad_preprocess_size_and_float_node_names_are_one_line_errors(tmp_path: 
     with pytest.raises(ModelError, match=r"tiny: preprocess.size \[64, 32\] does not fit input 'images'"):
         _stages(tmp_path).comparison()
     path.write_text(
-        path.read_text().replace("size: [64, 32]", "size: [32, 32]").replace("activation_bitwidth: 8", "activation_bitwidth: 8, float_nodes: [nope]")
+        path.read_text()
+        .replace("size: [64, 32]", "size: [32, 32]")
+        .replace("activation_bitwidth: 8", "activation_bitwidth: 8, float_nodes: [nope]")
     )
-    with pytest.raises(ConfigError, match="tiny: target.float_nodes: no node named 'nope'"):
+    with pytest.raises(ConfigError, match=r"tiny: target\.float_nodes: no node named 'nope'"):
         _stages(tmp_path).comparison()
 
 
 def test_float_downstream_keeps_the_decode_in_float(tmp_path: Path) -> None:
     path = tiny_project(tmp_path, [{"name": "tiny"}])
-    path.write_text(path.read_text().replace("activation_bitwidth: 8", "activation_bitwidth: 8, float_downstream_of: [head]"))
+    path.write_text(
+        path.read_text().replace("activation_bitwidth: 8", "activation_bitwidth: 8, float_downstream_of: [head]")
+    )
     result = _stages(tmp_path).comparison()
     by = {r.tensor: r for r in result.layers}
     assert by["box"].target_tensor == "box"  # left in float: same name

@@ -17,8 +17,10 @@ def _image(h: int, w: int) -> np.ndarray:
 def test_letterbox_shape_padding_and_inverse() -> None:
     spec = Preprocess(size=(416, 416), mode="letterbox", pad_value=127.5)
     x, t = preprocess(_image(200, 400), spec, (416, 416))
-    assert x.shape == (1, 3, 416, 416) and x.dtype == np.float32
-    assert t.pad_x == 0 and t.pad_y == 104
+    assert x.shape == (1, 3, 416, 416)
+    assert x.dtype == np.float32
+    assert t.pad_x == 0
+    assert t.pad_y == 104
     assert np.allclose(x[0, :, :104, :], 0.5)  # gray padding, scaled
     box_net = np.array([[0.0, 104.0, 416.0, 312.0]], np.float32)
     assert np.allclose(t.to_original(box_net), [[0, 0, 400, 200]], atol=1e-4)
@@ -39,4 +41,5 @@ def test_bgr_normalisation_and_uint8() -> None:
     assert x[0, 2].mean() == pytest.approx((255 - 10) / 2)
     assert x[0, 0].mean() == pytest.approx(0.0)
     u, _ = preprocess(img, Preprocess(mode="resize", dtype="uint8"), (4, 4))
-    assert u.dtype == np.uint8 and u[0, 0].max() == 255
+    assert u.dtype == np.uint8
+    assert u[0, 0].max() == 255
