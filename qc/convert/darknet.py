@@ -127,9 +127,7 @@ class DarknetModel:
                 raise ModelError(f"{_where(section, index)}: mask {mask} does not fit the anchors {pairs}.")
             classes.append(_int(section, index, "classes"))
             if previous[0] != len(mask) * (5 + classes[-1]):
-                raise ModelError(
-                    f"{_where(section, index)}: {previous[0]} input channels do not fit mask {mask}."
-                )
+                raise ModelError(f"{_where(section, index)}: {previous[0]} input channels do not fit mask {mask}.")
             heads.append(index)
             anchors.append(tuple((pairs[2 * m], pairs[2 * m + 1]) for m in mask))
             layers.append(DarknetLayer("yolo", previous))
@@ -167,9 +165,7 @@ def _numbers(section: dict[str, str], index: int, key: str) -> list[float]:
         raise ModelError(f"{_where(section, index)}: {key} is not a list of numbers.") from None
 
 
-def _resolve(
-    section: dict[str, str], index: int, previous: Shape, layers: list[DarknetLayer]
-) -> DarknetLayer:
+def _resolve(section: dict[str, str], index: int, previous: Shape, layers: list[DarknetLayer]) -> DarknetLayer:
     """Resolve one convolutional, maxpool, upsample or route section that follows ``layers``."""
     kind = section["type"]
     c, h, w = previous
@@ -214,9 +210,7 @@ def _read_weights(path: Path) -> tuple[str, FloatArray]:
         raise ModelError(f"Weights file {path} stores transposed weights, which are not supported.")
     offset = 12 + (8 if major * 10 + minor >= 2 else 4)  # `seen` is int64 from format 0.2 on
     if (len(data) - offset) % 4:
-        raise ModelError(
-            f"Weights file {path}: {len(data) - offset} bytes after the header are not float32s."
-        )
+        raise ModelError(f"Weights file {path}: {len(data) - offset} bytes after the header are not float32s.")
     return f"{major}.{minor}.{revision}", np.frombuffer(data, dtype="<f4", offset=offset)
 
 
@@ -238,9 +232,7 @@ class _Graph:
         return output
 
 
-def _conv(
-    g: _Graph, i: int, layer: DarknetLayer, *, x: str, in_channels: int, floats: FloatArray, out: str
-) -> str:
+def _conv(g: _Graph, i: int, layer: DarknetLayer, *, x: str, in_channels: int, floats: FloatArray, out: str) -> str:
     """Conv (batch norm folded in) plus LeakyRelu; darknet stores bias, [gamma, mean, variance,] kernel."""
     p, filters = layer.params, layer.shape[0]
     counts = [filters] * (1 + 3 * p["bn"]) + [filters * in_channels * p["size"] ** 2]
@@ -268,9 +260,7 @@ def _decode(g: _Graph, head: str, shape: Shape, anchors: npt.NDArray[np.float64]
     axis = g.const(f"{p}/last_axis", [4], np.int64)
 
     def channels(name: str, start: int, end: int) -> str:
-        bounds = [
-            g.const(f"{p}/{name}_{label}", [v], np.int64) for label, v in (("start", start), ("end", end))
-        ]
+        bounds = [g.const(f"{p}/{name}_{label}", [v], np.int64) for label, v in (("start", start), ("end", end))]
         return g.node("Slice", f"{p}/slice_{name}", [x, *bounds, axis])
 
     grid = np.stack(np.meshgrid(np.arange(w), np.arange(h)), axis=-1)[None, None]  # (1, 1, H, W, [x, y])
