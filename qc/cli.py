@@ -73,6 +73,46 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from qc import gates
+    from qc.cache import StageCache
+    from qc.config import default_cache_dir
+    from qc.pipeline import Context, ModelStages
+    from qc.report.accuracy import write_accuracy
+
+    spec = _select(args.models, args.model)
+    ctx = Context(StageCache(default_cache_dir() / "stages"), Path(args.report_dir), args.images)
+    stages = ModelStages(spec, ctx)
+    result, ref, tgt = stages.accuracy()
+    assert spec.task is not None
+    write_accuracy(
+        result,
+        ref,
+        tgt,
+        stages.eval_images(),
+        spec.task.names(),
+        ctx.report_dir / spec.name,
+        pictures=spec.task.pictures,
+        model=spec.name,
+    )
+    print(f"{spec.name}: {result.images} images")
+    print(f"{'':12}{'AP':>8}{'AP50':>8}{'AP75':>8}{'AR100':>8}{'dets':>7}")
+    for side, sc in (("reference", result.reference), ("target", result.target)):
+        if sc is not None:
+            print(f"{side:12}{sc.ap:8.4f}{sc.ap50:8.4f}{sc.ap75:8.4f}{sc.ar100:8.4f}{sc.num_detections:7d}")
+    if result.labelled:
+        print(f"{'drop':12}{result.drop('ap'):8.4f}{result.drop('ap50'):8.4f}")
+    print(f"agreement AP {result.agreement.ap:.4f} (AP50 {result.agreement.ap50:.4f})")
+    failed = 0
+    verdicts = [gates.agreement_ap(spec.name, result, spec.thresholds)]
+    if result.labelled:
+        verdicts[:0] = [gates.map_drop(spec.name, result, spec.thresholds, key=k) for k in ("ap", "ap50")]
+    for verdict in verdicts:
+        failed += not verdict.passed
+        print(f"{'PASS' if verdict.passed else 'FAIL'} {verdict.gate}: {verdict.message}")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qc", description="Quantization checker for edge NN accelerators.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -90,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=None)
     p.add_argument("--report-dir", default="reports")
     p.set_defaults(func=_cmd_compare)
+    p = sub.add_parser("eval", help="detection accuracy of one model: COCO AP of both sides, drop, agreement AP")
+    p.add_argument("model")
+    p.add_argument("--models", default="models.yaml")
+    p.add_argument("--images", type=int, default=None)
+    p.add_argument("--report-dir", default="reports")
+    p.set_defaults(func=_cmd_eval)
     return parser
 
 

@@ -126,6 +126,26 @@ class OutputSpec(Strict):
     slices: dict[str, Slice] = Field(default_factory=dict)
 
 
+class TaskSpec(Strict):
+    """Detection post-processing for the accuracy gates (COCO mAP, agreement AP)."""
+
+    kind: Literal["detection"] = "detection"
+    decoder: str = Field(description="yolo-decoded | yolov6r2 | yolov8 | package.module:function")
+    outputs: tuple[str, ...] = Field(default=(), description="Output tensors to decode, in order (default: auto).")
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    class_names: Path | tuple[str, ...] = Field(description="A file with one class name per line, or a list.")
+    score_threshold: float = Field(default=0.001, ge=0, le=1, description="Evaluation score threshold.")
+    iou_threshold: float = Field(default=0.45, ge=0, le=1)
+    max_detections: int = Field(default=100, gt=0)
+    deploy_threshold: float = Field(default=0.25, ge=0, le=1, description="Agreement AP ground-truth threshold.")
+    pictures: int = Field(default=3, ge=0, description="Side-by-side pictures of the most-disagreeing images.")
+
+    def names(self) -> list[str]:
+        if isinstance(self.class_names, Path):
+            return [n.strip() for n in self.class_names.read_text(encoding="utf-8").splitlines() if n.strip()]
+        return list(self.class_names)
+
+
 class ThresholdValues(Strict):
     layer_cosine: float | None = Field(default=None, ge=-1, le=1)
     output_cosine: float | None = Field(default=None, ge=-1, le=1)
@@ -141,6 +161,9 @@ class Thresholds(Strict):
     layer_cosine: float = Field(default=0.98, ge=-1, le=1)
     output_cosine: float = Field(default=0.99, ge=-1, le=1)
     output_sqnr_db: float = 20.0
+    max_map_drop: float = Field(default=0.04, ge=0, description="AP@[.5:.95] reference minus target, at most.")
+    max_map50_drop: float = Field(default=0.04, ge=0)
+    min_agreement_ap: float = Field(default=0.5, ge=0, le=1, description="Target AP against reference detections.")
     overrides: dict[str, ThresholdValues] = Field(default_factory=dict)
 
     def for_tensor(self, name: str) -> ThresholdValues:
@@ -169,6 +192,7 @@ class ModelSpec(Strict):
     eval_data: ImageData
     calibration: ImageData | None = None
     outputs: dict[str, OutputSpec] = Field(default_factory=dict)
+    task: TaskSpec | None = None
     thresholds: Thresholds = Thresholds()
     expect: Expectation | dict[str, Expectation] = Field(
         default="pass", description="'fail' for a known-bad variant (its gates become strict xfails), or per gate."
@@ -196,7 +220,16 @@ class ModelSpec(Strict):
     def _calibration_needed(self) -> ModelSpec:
         if isinstance(self.target, OrtInt8Target) and self.calibration is None:
             raise ValueError("target kind 'ort-int8' needs a 'calibration' image set")
+        accuracy = {"map_drop", "map50_drop", "agreement_ap"}
+        if self.task is None and self.gates is not None and accuracy & set(self.gates):
+            raise ValueError(f"gates {sorted(accuracy & set(self.gates))} need a 'task' section (the decoder)")
         return self
+
+    def applies(self, gate: str) -> bool:
+        """Whether ``gate`` runs for this model: listed in ``gates`` (default all) and computable at all."""
+        if self.gates is not None and gate not in self.gates:
+            return False
+        return not (gate in ("map_drop", "map50_drop", "agreement_ap") and self.task is None)
 
     def expected(self, gate: str) -> Expectation:
         if isinstance(self.expect, str):
@@ -245,7 +278,7 @@ def _expand(value: str, variables: dict[str, str]) -> str:
     return _VAR_RE.sub(sub, value)
 
 
-_PATH_KEYS = {"reference", "model", "annotations", "images", "folder"}
+_PATH_KEYS = {"reference", "model", "annotations", "images", "folder", "class_names"}
 
 
 def _resolve_paths(
@@ -286,6 +319,8 @@ def _missing_files(spec: ModelSpec) -> list[tuple[tuple[str | int, ...], str]]:
             checks.append(((key, "coco", "images"), data.coco.images, True))
         elif data.folder is not None:
             checks.append(((key, "folder"), data.folder, True))
+    if spec.task is not None and isinstance(spec.task.class_names, Path):
+        checks.append((("task", "class_names"), spec.task.class_names, False))
     out = []
     for loc, path, is_dir in checks:
         if is_dir and not path.is_dir():

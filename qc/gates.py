@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from qc.compare.layerwise import Comparison
 from qc.compare.metrics import MetricSummary
 from qc.config import Thresholds
+from qc.eval.accuracy import AccuracyResult
 
 
 @dataclass(frozen=True)
@@ -123,3 +124,57 @@ def output_cosine(result: Comparison, thresholds: Thresholds) -> GateResult:
 def output_sqnr(result: Comparison, thresholds: Thresholds) -> GateResult:
     """Each final output and each declared slice: mean SQNR (dB) at least its threshold."""
     return _output_gate(result, thresholds, "output_sqnr")
+
+
+def _side_missing(acc: AccuracyResult, model: str) -> str | None:
+    if not acc.labelled or acc.reference is None or acc.target is None:
+        return (
+            f"{model}: the evaluation data has no labels (a plain image folder), so AP cannot be computed; "
+            "give eval_data a COCO annotation file, or list only agreement_ap in 'gates'."
+        )
+    for side, scores in (("reference", acc.reference), ("target", acc.target)):
+        if scores.empty:
+            return f"{model}: the {side} yields no usable detections on {acc.images} images: {scores.reason}"
+    return None
+
+
+def map_drop(model: str, acc: AccuracyResult, thresholds: Thresholds, *, key: str = "ap") -> GateResult:
+    """AP (``ap`` = AP@[.5:.95], or ``ap50``) of the reference minus that of the target, at most the budget."""
+    gate = "map_drop" if key == "ap" else "map50_drop"
+    budget = thresholds.max_map_drop if key == "ap" else thresholds.max_map50_drop
+    missing = _side_missing(acc, model)
+    if missing is not None:
+        return GateResult(gate, False, missing, {"images": float(acc.images)})
+    assert acc.reference is not None
+    assert acc.target is not None
+    ref, tgt = float(getattr(acc.reference, key)), float(getattr(acc.target, key))
+    drop = ref - tgt
+    label = "AP" if key == "ap" else "AP50"
+    metrics: dict[str, float | str] = {
+        f"reference_{key}": ref,
+        f"target_{key}": tgt,
+        f"{key}_drop": drop,
+        "images": float(acc.images),
+    }
+    text = f"reference {label} {ref:.4f}, target {label} {tgt:.4f}, drop {drop:.4f}, budget {budget:.4f}"
+    if math.isnan(drop) or drop > budget:
+        return GateResult(gate, False, f"{model}: {label} drop over budget: {text} ({acc.images} images)", metrics)
+    return GateResult(gate, True, f"{model}: {text}", metrics)
+
+
+def agreement_ap(model: str, acc: AccuracyResult, thresholds: Thresholds) -> GateResult:
+    """The target's AP against the reference's confident detections (no labels needed), at least a threshold."""
+    value = acc.agreement.ap
+    floor = thresholds.min_agreement_ap
+    metrics: dict[str, float | str] = {"agreement.ap": value, "agreement.ap50": acc.agreement.ap50}
+    if acc.agreement.empty:
+        return GateResult("agreement_ap", False, f"{model}: agreement AP undefined: {acc.agreement.reason}", metrics)
+    if value < floor:
+        return GateResult(
+            "agreement_ap",
+            False,
+            f"{model}: agreement AP {value:.4f} < threshold {floor:.4f} (AP50 {acc.agreement.ap50:.4f}; the target's "
+            f"detections against the reference's above the deployment threshold, {acc.images} images)",
+            metrics,
+        )
+    return GateResult("agreement_ap", True, f"{model}: agreement AP {value:.4f} >= {floor:.4f}", metrics)

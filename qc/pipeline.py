@@ -19,7 +19,8 @@ from qc.compare.matching import match_qdq
 from qc.config import ModelSpec, OnnxTarget, OrtInt8Target
 from qc.data.images import ImageSet, file_sha256, iter_images, load_image_set
 from qc.data.preprocess import Transform, preprocess
-from qc.errors import ModelError
+from qc.errors import ConfigError, ModelError
+from qc.eval.accuracy import AccuracyResult, DetectionSet, collect, score
 from qc.runners.base import GraphTensors
 from qc.runners.ort import OrtRunner
 from qc.runners.quantize import quantize_int8
@@ -179,3 +180,43 @@ class ModelStages:
             )
             self.ctx.cache.save_json("comparison", key, result.to_json())
             return result
+
+    # -- accuracy -------------------------------------------------------------------------------------------
+    def accuracy_key(self) -> str:
+        spec = self.spec
+        task = spec.task.model_dump(mode="json") if spec.task else None
+        return stable_hash(
+            "accuracy",
+            file_sha256(spec.reference),
+            self.target_key(),
+            task,
+            spec.preprocess.model_dump(mode="json"),
+            self.eval_images().fingerprint(),
+            ort_version(),
+        )
+
+    def accuracy(self) -> tuple[AccuracyResult, DetectionSet, DetectionSet]:
+        """Detections of both sides on the evaluation images, their COCO scores and their agreement."""
+        task = self.spec.task
+        if task is None:
+            raise ConfigError(f"{self.spec.name}: the accuracy gates need a 'task' section (decoder, class_names).")
+        key = self.accuracy_key()
+        with self.ctx.cache.locked("accuracy", key) as folder:
+            cached = self.ctx.cache.load_json("accuracy", key)
+            if cached is not None and (folder / "reference.npz").is_file() and (folder / "target.npz").is_file():
+                return (
+                    AccuracyResult.from_json(cached),
+                    DetectionSet.load(folder / "reference.npz"),
+                    DetectionSet.load(folder / "target.npz"),
+                )
+            target = self.target()
+            name, size = self.io()
+            images = self.eval_images()
+            names = task.names()
+            feeds = ((i, f, t) for i, f, t in iter_feeds(self.spec, images, name, size))
+            ref, tgt, sizes = collect(task, self.reference, target, feeds, size, len(names))
+            result = score(task, ref, tgt, sizes, images.coco, names)
+            ref.save(folder / "reference.npz")
+            tgt.save(folder / "target.npz")
+            self.ctx.cache.save_json("accuracy", key, result.to_json())
+            return result, ref, tgt

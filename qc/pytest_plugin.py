@@ -50,6 +50,16 @@ def load_specs(config: pytest.Config) -> list[ModelSpec]:
     return config.stash[SPECS_KEY]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A gate that applies to no model of models.yaml is deselected, not reported as a skip."""
+    unused = [
+        item for item in items if "qc_model" in getattr(item, "fixturenames", ()) and not hasattr(item, "callspec")
+    ]
+    if unused:
+        config.hook.pytest_deselected(items=unused)
+        items[:] = [item for item in items if item not in unused]
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     error = session.config.stash.get(ERROR_KEY, None)
     if error is not None:
@@ -63,13 +73,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     gate = str(marker.args[0]) if marker else ""
     params = []
     for spec in load_specs(metafunc.config):
-        if gate and spec.gates is not None and gate not in spec.gates:
+        if gate and not spec.applies(gate):
             continue
         marks: list[pytest.MarkDecorator] = [pytest.mark.xdist_group(spec.name)]
         if gate and spec.expected(gate) == "fail":
             marks.append(pytest.mark.xfail(strict=True, reason=f"models.yaml expects gate {gate!r} to fail"))
         params.append(pytest.param(spec, id=spec.name, marks=marks))
-    metafunc.parametrize("qc_model", params, indirect=True, scope="session")
+    if params:  # none: the gate applies to no model; the item is deselected in pytest_collection_modifyitems
+        metafunc.parametrize("qc_model", params, indirect=True, scope="session")
 
 
 @dataclass

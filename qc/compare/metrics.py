@@ -61,11 +61,10 @@ def pair_stats(x: np.ndarray, y: np.ndarray) -> PairStats:
     with np.errstate(over="ignore", invalid="ignore"):
         xy, xx, yy, dd, mx = _blocked_sums(xf, yf, scratch)
     sums = (xy, xx, yy, dd)
-    if not all(math.isfinite(s) for s in sums) or math.isnan(mx):
-        if np.isfinite(xf).all() and np.isfinite(yf).all():
-            return pair_stats_naive(x, y)  # float32 overflow of huge values: redo in float64
-        return _finish(n, *sums, mx, _reason(xf, yf, xx, yy))
-    return _finish(n, xy, xx, yy, dd, mx, _reason(xf, yf, xx, yy) if xx == 0.0 or yy == 0.0 else None)
+    if all(math.isfinite(s) for s in sums) and not math.isnan(mx) and xx != 0.0 and yy != 0.0:
+        return _finish(n, xy, xx, yy, dd, mx, None)
+    # Rare cases: NaN/Inf, float32 overflow of huge values or underflow of tiny ones. Decide in float64.
+    return pair_stats_naive(x, y)
 
 
 def _blocked_sums(xf: np.ndarray, yf: np.ndarray, scratch: np.ndarray) -> tuple[float, float, float, float, float]:

@@ -87,13 +87,15 @@ COCO_CATEGORIES: tuple[tuple[int, str], ...] = (
     (90, "toothbrush"),
 )
 
-# darknet coco.names and PASCAL VOC spellings -> COCO names
+# darknet coco.names and PASCAL VOC spellings -> COCO names (keys: lower case, single spaces)
 ALIASES: dict[str, str] = {
     "aeroplane": "airplane",
     "motorbike": "motorcycle",
     "sofa": "couch",
     "tvmonitor": "tv",
+    "tv monitor": "tv",
     "tv/monitor": "tv",
+    "monitor": "tv",
     "diningtable": "dining table",
     "pottedplant": "potted plant",
 }

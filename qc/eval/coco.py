@@ -18,21 +18,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from qc.data.coco_names import ALIASES
 from qc.errors import ConfigError, DataError, MetricError
 from qc.eval.types import Detections
-
-# Darknet / VOC spellings -> COCO names (keys are normalised: lower case, single spaces).
-ALIASES: dict[str, str] = {
-    "aeroplane": "airplane",
-    "motorbike": "motorcycle",
-    "sofa": "couch",
-    "tvmonitor": "tv",
-    "tv monitor": "tv",
-    "tv/monitor": "tv",
-    "monitor": "tv",
-    "diningtable": "dining table",
-    "pottedplant": "potted plant",
-}
 
 
 def _norm(name: str) -> str:

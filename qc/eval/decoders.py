@@ -108,10 +108,14 @@ def _pick(outputs: Mapping[str, npt.NDArray[Any]], settings: DecodeSettings, dec
         names = [n for n, a in outputs.items() if np.ndim(a) == 4]
     else:
         raise DataError(
-            f"Decoder '{decoder}' needs one output tensor but the model produced {sorted(outputs)}; set output_names."
+            f"Decoder '{decoder}' needs one output tensor but the model produced {sorted(outputs)}; "
+            "set task.outputs in models.yaml (output_names)."
         )
     if len(names) != count:
-        raise DataError(f"Decoder '{decoder}' needs {count} output tensor(s), got {names}; set output_names.")
+        raise DataError(
+            f"Decoder '{decoder}' needs {count} output tensor(s), got {names}; "
+            "set task.outputs in models.yaml (output_names)."
+        )
     return names
 
 

@@ -70,7 +70,7 @@ def test_yolo_decoded_nms_suppresses_duplicates() -> None:
 def test_output_name_selection() -> None:
     t = yolo_decoded_tensor()
     dec = get_decoder("yolo-decoded")
-    with pytest.raises(DataError, match="set output_names"):
+    with pytest.raises(DataError, match=r"set task\.outputs"):
         dec({"a": t, "b": t}, DecodeSettings())
     assert len(dec({"a": t, "b": t[:1]}, DecodeSettings(output_names=("b",)))) == 1
     with pytest.raises(DataError, match="'c'"):
