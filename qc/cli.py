@@ -113,6 +113,43 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_lint(args: argparse.Namespace) -> int:
+    from qc.graph.lint import Severity, lint
+    from qc.graph.view import view_from_onnx
+    from qc.runners.ort import load_checked
+
+    model = load_checked(Path(args.model), args.model)
+    findings = lint(view_from_onnx(model), rules=args.rule or None)
+    for f in findings:
+        share = f" ({f.time_share:.1%} of the time)" if f.time_share is not None else ""
+        print(f"[{f.severity}] {f.rule} at {f.node} ({f.op_type}){share}")
+        print(f"  what: {f.what}\n  why:  {f.why}\n  fix:  {f.fix}")
+    print(f"{len(findings)} finding(s) in {args.model} ({len(model.graph.node)} nodes)")
+    limit = Severity(args.fail_on) if args.fail_on else None
+    return 1 if limit is not None and any(Severity(f.severity) >= limit for f in findings) else 0
+
+
+def _cmd_fix(args: argparse.Namespace) -> int:
+    from qc.graph.rewrite import fix_model, save_fixed
+    from qc.runners.ort import load_checked
+
+    model = load_checked(Path(args.model), args.model)
+    result = fix_model(model, args.rule or None, rtol=args.rtol, atol=args.atol, channel_swap=args.channel_swap)
+    for applied in result.applied:
+        note = f" NOTE: {applied.note}" if applied.note else ""
+        print(f"applied {applied.rule} at {applied.node}: {applied.description}{note}")
+    for rule, reason in result.unsafe:
+        print(f"not applied {rule}: {reason}")
+    for rule, diff in result.max_abs_diff.items():
+        print(f"verified {rule}: max abs output difference {diff:.3g} (atol {args.atol}, rtol {args.rtol})")
+    if not result.applied:
+        print("nothing to rewrite; no file written")
+        return 1 if result.unsafe else 0
+    out = save_fixed(result, Path(args.output))
+    print(f"written: {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qc", description="Quantization checker for edge NN accelerators.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -136,6 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=None)
     p.add_argument("--report-dir", default="reports")
     p.set_defaults(func=_cmd_eval)
+    p = sub.add_parser("lint", help="slow-op findings for the DSP: what, where, why, how to fix")
+    p.add_argument("model")
+    p.add_argument("--rule", action="append", help="only this rule id (repeatable)")
+    p.add_argument("--fail-on", choices=["info", "warning", "error"], help="exit 1 on findings of this severity")
+    p.set_defaults(func=_cmd_lint)
+    p = sub.add_parser("fix", help="rewrite the ONNX so lint findings disappear, outputs verified equal")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--rule", action="append", help="only this rule id (repeatable)")
+    p.add_argument("--rtol", type=float, default=1e-4)
+    p.add_argument("--atol", type=float, default=1e-4)
+    p.add_argument("--channel-swap", choices=["weights", "input"], default="weights")
+    p.set_defaults(func=_cmd_fix)
     return parser
 
 

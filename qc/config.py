@@ -146,6 +146,19 @@ class TaskSpec(Strict):
         return list(self.class_names)
 
 
+class SpeedSettings(Strict):
+    rounds: int = Field(default=30, gt=0, description="Timed runs (pytest-benchmark rounds).")
+    warmup: int = Field(default=3, ge=0)
+    profile_runs: int = Field(default=10, gt=0, description="Profiled runs for per-layer time (separate session).")
+
+
+class LintSettings(Strict):
+    max_severity: Literal["info", "warning", "error"] = Field(
+        default="warning", description="Findings above this severity fail the lint gate."
+    )
+    allow: tuple[str, ...] = Field(default=(), description="Rule ids accepted for this model whatever their severity.")
+
+
 class ThresholdValues(Strict):
     layer_cosine: float | None = Field(default=None, ge=-1, le=1)
     output_cosine: float | None = Field(default=None, ge=-1, le=1)
@@ -164,6 +177,8 @@ class Thresholds(Strict):
     max_map_drop: float = Field(default=0.04, ge=0, description="AP@[.5:.95] reference minus target, at most.")
     max_map50_drop: float = Field(default=0.04, ge=0)
     min_agreement_ap: float = Field(default=0.5, ge=0, le=1, description="Target AP against reference detections.")
+    min_fps: float | None = Field(default=None, gt=0, description="Target throughput (1 / mean latency), at least.")
+    min_fps_ratio: float | None = Field(default=None, gt=0, description="Target FPS / reference FPS, at least.")
     overrides: dict[str, ThresholdValues] = Field(default_factory=dict)
 
     def for_tensor(self, name: str) -> ThresholdValues:
@@ -193,6 +208,8 @@ class ModelSpec(Strict):
     calibration: ImageData | None = None
     outputs: dict[str, OutputSpec] = Field(default_factory=dict)
     task: TaskSpec | None = None
+    speed: SpeedSettings = SpeedSettings()
+    lint: LintSettings = LintSettings()
     thresholds: Thresholds = Thresholds()
     expect: Expectation | dict[str, Expectation] = Field(
         default="pass", description="'fail' for a known-bad variant (its gates become strict xfails), or per gate."

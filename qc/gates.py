@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from qc.compare.layerwise import Comparison
 from qc.compare.metrics import MetricSummary
-from qc.config import Thresholds
+from qc.config import LintSettings, Thresholds
 from qc.eval.accuracy import AccuracyResult
+from qc.graph.lint import Finding
+from qc.speed import LatencyStats
 
 
 @dataclass(frozen=True)
@@ -178,3 +181,51 @@ def agreement_ap(model: str, acc: AccuracyResult, thresholds: Thresholds) -> Gat
             metrics,
         )
     return GateResult("agreement_ap", True, f"{model}: agreement AP {value:.4f} >= {floor:.4f}", metrics)
+
+
+def fps(model: str, target: LatencyStats, reference: LatencyStats | None, thresholds: Thresholds) -> GateResult:
+    """Target FPS at least ``min_fps`` and, optionally, at least ``min_fps_ratio`` times the reference's."""
+    metrics: dict[str, float | str] = {
+        "fps": target.fps,
+        "latency_ms_p50": target.latency_ms_p50,
+        "latency_ms_p90": target.latency_ms_p90,
+        "latency_ms_p99": target.latency_ms_p99,
+    }
+    if reference is not None:
+        metrics["reference_fps"] = reference.fps
+    if not math.isfinite(target.fps) or target.fps <= 0:
+        return GateResult("fps", False, f"{model}: throughput could not be measured ({target.fps} FPS)", metrics)
+    problems = []
+    if thresholds.min_fps is not None and target.fps < thresholds.min_fps:
+        problems.append(f"FPS {target.fps:.2f} < min_fps {thresholds.min_fps:.2f}")
+    if thresholds.min_fps_ratio is not None:
+        if reference is None or reference.fps <= 0:
+            problems.append("min_fps_ratio is set but the reference throughput was not measured")
+        elif target.fps / reference.fps < thresholds.min_fps_ratio:
+            ratio = target.fps / reference.fps
+            problems.append(
+                f"FPS ratio {ratio:.3f} (target {target.fps:.2f} / reference {reference.fps:.2f}) "
+                f"< min_fps_ratio {thresholds.min_fps_ratio:.3f}"
+            )
+    text = f"target {target.fps:.2f} FPS, p50 {target.latency_ms_p50:.2f} ms, p99 {target.latency_ms_p99:.2f} ms"
+    if problems:
+        return GateResult("fps", False, f"{model}: {'; '.join(problems)} ({text}, {target.source})", metrics)
+    return GateResult("fps", True, f"{model}: {text}", metrics)
+
+
+def lint(model: str, findings: Sequence[Finding], settings: LintSettings) -> GateResult:
+    """No finding above the allowed severity, except for rules the model's entry allows."""
+    from qc.graph.lint import Severity
+
+    limit = Severity(settings.max_severity)
+    blocking = [f for f in findings if f.rule not in settings.allow and Severity(f.severity) > limit]
+    metrics: dict[str, float | str] = {"lint_findings": float(len(findings)), "lint_blocking": float(len(blocking))}
+    if blocking:
+        lines = "; ".join(
+            f"[{f.severity}] {f.rule} at {f.node} ({f.op_type}): {f.what} Fix: {f.fix}"
+            + (f" Time share {f.time_share:.1%}." if f.time_share is not None else "")
+            for f in blocking[:5]
+        )
+        more = f"; and {len(blocking) - 5} more (see lint.csv)" if len(blocking) > 5 else ""
+        return GateResult("lint", False, f"{model}: {len(blocking)} finding(s) above '{limit}': {lines}{more}", metrics)
+    return GateResult("lint", True, f"{model}: {len(findings)} finding(s), none above '{limit}'", metrics)

@@ -109,6 +109,12 @@ class ModelStages:
     def io(self) -> tuple[str, tuple[int, int]]:
         return input_layout(self.spec, self.reference.graph())
 
+    def first_feed(self) -> dict[str, np.ndarray]:
+        name, size = self.io()
+        for _, feed, _ in iter_feeds(self.spec, self.eval_images(), name, size):
+            return feed
+        raise ModelError(f"{self.spec.name}: the evaluation set has no images to time the model with.")
+
     # -- target ---------------------------------------------------------------------------------------------
     def target_key(self) -> str:
         spec = self.spec

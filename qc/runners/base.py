@@ -9,6 +9,8 @@ from typing import Protocol
 
 import numpy as np
 
+from qc.speed import LatencyStats, LayerProfile
+
 TensorDict = dict[str, np.ndarray]
 
 
@@ -38,16 +40,6 @@ class GraphTensors:
         return {t.name for t in self.tensors}
 
 
-@dataclass(frozen=True)
-class SpeedResult:
-    fps: float
-    latency_ms_p50: float
-    latency_ms_p90: float
-    latency_ms_p99: float
-    rounds: int
-    source: str
-
-
 class Runner(Protocol):
     """prepare -> run (final outputs, or every intermediate tensor) -> speed."""
 
@@ -65,8 +57,11 @@ class Runner(Protocol):
     def run_all(self, feeds: Mapping[str, np.ndarray]) -> TensorDict:
         """Final outputs and every intermediate tensor the runner can expose."""
 
-    def speed(self, feeds: Mapping[str, np.ndarray], *, rounds: int, warmup: int) -> SpeedResult:
-        """Throughput and latency of :meth:`run`."""
+    def speed(self, feeds: Mapping[str, np.ndarray], *, rounds: int, warmup: int) -> LatencyStats:
+        """Throughput and latency of :meth:`run` (no profiling during the timed runs)."""
+
+    def layer_times(self, feeds: Mapping[str, np.ndarray], *, runs: int) -> LayerProfile:
+        """Per-layer time from the runtime's profiler, in its own unit, with each layer's share."""
 
     def model_path(self) -> Path:
         """The model file the runner executes (for reports and cache keys)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from qc.errors import ModelError
-from qc.runners.base import GraphTensors, SpeedResult, TensorDict, TensorInfo
+from qc.runners.base import GraphTensors, TensorDict, TensorInfo
+from qc.speed import LatencyStats, LayerProfile, parse_ort_profile
 
 FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
 
@@ -172,7 +174,8 @@ class OrtRunner:
             shapes = {k: list(v.shape) for k, v in feeds.items()}
             raise ModelError(f"{self.name}: onnxruntime failed to run {self._path} on inputs {shapes}: {exc}") from None
 
-    def speed(self, feeds: Mapping[str, np.ndarray], *, rounds: int = 50, warmup: int = 5) -> SpeedResult:
+    def time_runs(self, feeds: Mapping[str, np.ndarray], *, rounds: int, warmup: int) -> list[float]:
+        """Wall-clock seconds of ``rounds`` runs of :meth:`run` after ``warmup`` runs."""
         for _ in range(warmup):
             self.run(feeds)
         times = []
@@ -180,12 +183,28 @@ class OrtRunner:
             t0 = time.perf_counter()
             self.run(feeds)
             times.append(time.perf_counter() - t0)
-        arr = np.asarray(times) * 1000.0
-        return SpeedResult(
-            fps=float(1000.0 / arr.mean()),
-            latency_ms_p50=float(np.percentile(arr, 50)),
-            latency_ms_p90=float(np.percentile(arr, 90)),
-            latency_ms_p99=float(np.percentile(arr, 99)),
-            rounds=rounds,
-            source="onnxruntime CPUExecutionProvider",
-        )
+        return times
+
+    def speed(self, feeds: Mapping[str, np.ndarray], *, rounds: int = 50, warmup: int = 5) -> LatencyStats:
+        times = self.time_runs(feeds, rounds=rounds, warmup=warmup)
+        return LatencyStats.from_seconds(times, "onnxruntime CPUExecutionProvider")
+
+    def layer_times(self, feeds: Mapping[str, np.ndarray], *, runs: int = 10, optimized: bool = True) -> LayerProfile:
+        """Per-node kernel time from onnxruntime's profiler, in a session of its own (never the timed one).
+
+        ``optimized=False`` turns onnxruntime's graph fusions off so that layer names are the model's node names
+        (for lint time shares); the default profiles the graph as it really runs.
+        """
+        import onnxruntime as ort
+
+        self.prepare()
+        with tempfile.TemporaryDirectory(prefix="qc-profile-") as tmp:
+            opts = self._options()
+            opts.enable_profiling = True
+            if not optimized:
+                opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            opts.profile_file_prefix = str(Path(tmp) / "ort")
+            session = ort.InferenceSession(str(self._path), opts, providers=["CPUExecutionProvider"])
+            for _ in range(runs + 1):  # the first run is a warm-up, left out by the parser
+                self._guarded(session, feeds)
+            return parse_ort_profile(Path(session.end_profiling()), skip_runs=1)

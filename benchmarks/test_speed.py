@@ -1,0 +1,61 @@
+"""Speed: target throughput and latency (pytest-benchmark), the reference's, per-layer time, and the lint gate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+import numpy as np
+import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from qc import gates
+from qc.config import ModelSpec
+from qc.errors import QcError
+from qc.gates import GateResult
+from qc.graph.lint import lint
+from qc.graph.view import view_from_onnx
+from qc.pipeline import ModelStages
+from qc.report.speed import write_lint, write_speed
+from qc.speed import LatencyStats, LayerProfile
+
+Check = Callable[[GateResult], None]
+
+
+@pytest.mark.qc_gate("fps")
+def test_fps(
+    qc_model: ModelSpec,
+    qc_stages: ModelStages,
+    speed_feed: dict[str, np.ndarray],
+    benchmark: BenchmarkFixture,
+    check_gate: Check,
+) -> None:
+    settings = qc_model.speed
+    try:
+        target = qc_stages.target()
+        benchmark.group = qc_model.name
+        timer = cast(Any, benchmark)  # pytest-benchmark's pedantic() is untyped
+        timer.pedantic(target.run, args=(speed_feed,), rounds=settings.rounds, warmup_rounds=settings.warmup)
+        if benchmark.stats is not None:
+            stats = LatencyStats.from_seconds(benchmark.stats.stats.data, "onnxruntime CPU via pytest-benchmark")
+        else:  # --benchmark-disable: time it ourselves
+            stats = target.speed(speed_feed, rounds=settings.rounds, warmup=settings.warmup)
+        reference = qc_stages.reference.speed(speed_feed, rounds=settings.rounds, warmup=settings.warmup)
+        profile = target.layer_times(speed_feed, runs=settings.profile_runs)
+    except QcError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    overhead = profile.run_ms / stats.latency_ms_mean - 1.0 if profile.run_ms else None
+    write_speed(qc_stages.ctx.report_dir / qc_model.name, stats, reference, profile.rows, profiling_overhead=overhead)
+    check_gate(gates.fps(qc_model.name, stats, reference, qc_model.thresholds))
+
+
+@pytest.mark.qc_gate("lint")
+def test_lint(
+    qc_model: ModelSpec, qc_stages: ModelStages, reference_layer_times: LayerProfile, check_gate: Check
+) -> None:
+    import onnx
+
+    profile = {row.layer: row.share for row in reference_layer_times.rows}
+    findings = lint(view_from_onnx(onnx.load(str(qc_model.reference))), profile=profile)
+    write_lint(qc_stages.ctx.report_dir / qc_model.name, findings)
+    check_gate(gates.lint(qc_model.name, findings, qc_model.lint))
