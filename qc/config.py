@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,8 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from qc.errors import ConfigError
 from qc.yamlpos import dotted, load_yaml_with_positions
 
-GATES = ("layer_cosine", "output_cosine", "output_sqnr", "map_drop", "map50_drop", "agreement_ap", "fps", "lint")
-Gate = Literal["layer_cosine", "output_cosine", "output_sqnr", "map_drop", "map50_drop", "agreement_ap", "fps", "lint"]
+GATES = (
+    "layer_cosine",
+    "output_cosine",
+    "output_sqnr",
+    "map_drop",
+    "map50_drop",
+    "agreement_ap",
+    "fps",
+    "lint",
+    "baseline",
+)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -159,6 +168,21 @@ class LintSettings(Strict):
     allow: tuple[str, ...] = Field(default=(), description="Rule ids accepted for this model whatever their severity.")
 
 
+class BaselineTolerances(Strict):
+    """How much worse than the baseline run a metric may get (``--qc-baseline``)."""
+
+    target_ap: float = Field(default=0.01, ge=0, description="Absolute AP points.")
+    worst_layer_cosine: float = Field(default=0.005, ge=0, description="Absolute cosine.")
+    fps: float = Field(default=0.2, ge=0, description="Relative: 0.2 = 20% slower than the baseline.")
+
+    def table(self) -> dict[str, tuple[float, bool]]:
+        return {
+            "target_ap": (self.target_ap, False),
+            "worst_layer_cosine": (self.worst_layer_cosine, False),
+            "target_fps": (self.fps, True),
+        }
+
+
 class ThresholdValues(Strict):
     layer_cosine: float | None = Field(default=None, ge=-1, le=1)
     output_cosine: float | None = Field(default=None, ge=-1, le=1)
@@ -179,6 +203,7 @@ class Thresholds(Strict):
     min_agreement_ap: float = Field(default=0.5, ge=0, le=1, description="Target AP against reference detections.")
     min_fps: float | None = Field(default=None, gt=0, description="Target throughput (1 / mean latency), at least.")
     min_fps_ratio: float | None = Field(default=None, gt=0, description="Target FPS / reference FPS, at least.")
+    baseline: BaselineTolerances = BaselineTolerances()
     overrides: dict[str, ThresholdValues] = Field(default_factory=dict)
 
     def for_tensor(self, name: str) -> ThresholdValues:
@@ -199,6 +224,12 @@ class Thresholds(Strict):
 Expectation = Literal["pass", "fail"]
 
 
+def _check_gate_names(names: Iterable[str]) -> None:
+    unknown = sorted(set(names) - set(GATES))
+    if unknown:
+        raise ValueError(f"unknown gate(s) {unknown}; gates are {list(GATES)}")
+
+
 class ModelSpec(Strict):
     name: str
     reference: Path
@@ -214,7 +245,7 @@ class ModelSpec(Strict):
     expect: Expectation | dict[str, Expectation] = Field(
         default="pass", description="'fail' for a known-bad variant (its gates become strict xfails), or per gate."
     )
-    gates: tuple[Gate, ...] | None = Field(default=None, description="Gates to run; default: all that apply.")
+    gates: tuple[str, ...] | None = Field(default=None, description="Gates to run; default: all that apply.")
     description: str = ""
 
     @field_validator("name")
@@ -228,9 +259,14 @@ class ModelSpec(Strict):
     @classmethod
     def _known_gates(cls, v: Expectation | dict[str, Expectation]) -> Expectation | dict[str, Expectation]:
         if isinstance(v, dict):
-            unknown = sorted(set(v) - set(GATES))
-            if unknown:
-                raise ValueError(f"unknown gate(s) {unknown}; gates are {list(GATES)}")
+            _check_gate_names(v)
+        return v
+
+    @field_validator("gates")
+    @classmethod
+    def _known_gate_list(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is not None:
+            _check_gate_names(v)
         return v
 
     @model_validator(mode="after")

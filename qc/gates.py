@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 from qc.compare.layerwise import Comparison
 from qc.compare.metrics import MetricSummary
-from qc.config import LintSettings, Thresholds
+from qc.config import BaselineTolerances, LintSettings, Thresholds
 from qc.eval.accuracy import AccuracyResult
 from qc.graph.lint import Finding
+from qc.report.history import RunInfo
 from qc.speed import LatencyStats
 
 
@@ -186,7 +187,7 @@ def agreement_ap(model: str, acc: AccuracyResult, thresholds: Thresholds) -> Gat
 def fps(model: str, target: LatencyStats, reference: LatencyStats | None, thresholds: Thresholds) -> GateResult:
     """Target FPS at least ``min_fps`` and, optionally, at least ``min_fps_ratio`` times the reference's."""
     metrics: dict[str, float | str] = {
-        "fps": target.fps,
+        "target_fps": target.fps,
         "latency_ms_p50": target.latency_ms_p50,
         "latency_ms_p90": target.latency_ms_p90,
         "latency_ms_p99": target.latency_ms_p99,
@@ -229,3 +230,34 @@ def lint(model: str, findings: Sequence[Finding], settings: LintSettings) -> Gat
         more = f"; and {len(blocking) - 5} more (see lint.csv)" if len(blocking) > 5 else ""
         return GateResult("lint", False, f"{model}: {len(blocking)} finding(s) above '{limit}': {lines}{more}", metrics)
     return GateResult("lint", True, f"{model}: {len(findings)} finding(s), none above '{limit}'", metrics)
+
+
+def baseline(
+    model: str,
+    current: dict[str, float],
+    found: tuple[RunInfo, dict[str, float]] | None,
+    tolerances: BaselineTolerances,
+    which: str,
+) -> GateResult:
+    """No headline metric worse than in the baseline run by more than its tolerance."""
+    from qc.report.history import regressions
+
+    metrics: dict[str, float | str] = {f"current.{k}": v for k, v in current.items()}
+    if found is None:
+        return GateResult(
+            "baseline", False, f"{model}: the history has no baseline run ({which!r}) holding this model.", metrics
+        )
+    run, values = found
+    metrics["baseline_run"] = run.run_id
+    regressed, missing = regressions(current, values, tolerances.table())
+    problems = [r.message() for r in regressed]
+    problems += [f"{m} could not be measured in this run (baseline has it)" for m in missing]
+    if problems:
+        return GateResult(
+            "baseline",
+            False,
+            f"{model}: regressed against run {run.run_id} ({run.time}): {'; '.join(problems)}",
+            metrics,
+        )
+    compared = ", ".join(f"{k} {current[k]:.4f} (baseline {values[k]:.4f})" for k in tolerances.table() if k in values)
+    return GateResult("baseline", True, f"{model}: no regression against run {run.run_id}: {compared}", metrics)

@@ -6,7 +6,9 @@ Model names are the test ids, so ``pytest benchmarks -k yolov3`` selects by mode
 
 from __future__ import annotations
 
+import datetime
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +30,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--qc-images", type=int, default=None, help="Use at most N evaluation images per model.")
     group.addoption("--qc-refresh", action="store_true", help="Ignore cached stage results and rebuild them.")
     group.addoption("--qc-cache-dir", default=None, help="Stage cache folder (default: $QC_CACHE_DIR or ~/.cache/qc).")
+    group.addoption(
+        "--qc-baseline",
+        default=None,
+        help="'last' or a run id from reports/history.sqlite: fail models whose metrics regressed against it.",
+    )
+    group.addoption("--qc-no-history", action="store_true", help="Do not append this run to the history database.")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "qc_gate(name): the models.yaml gate a benchmark test checks.")
     config.pluginmanager.register(Reporter(config), "qc-reporter")
-    if config.getoption("--qc-refresh") and not hasattr(config, "workerinput"):
-        os.environ["QC_REFRESH_SINCE"] = str(time.time())  # inherited by xdist workers
+    if not hasattr(config, "workerinput"):  # the controller; xdist workers inherit the environment
+        if config.getoption("--qc-refresh"):
+            os.environ["QC_REFRESH_SINCE"] = str(time.time())
+        os.environ["QC_RUN_ID"] = new_run_id()
+        os.environ["QC_RUN_STARTED"] = str(time.time())
+
+
+def new_run_id() -> str:
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
 
 
 def load_specs(config: pytest.Config) -> list[ModelSpec]:
@@ -75,6 +91,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for spec in load_specs(metafunc.config):
         if gate and not spec.applies(gate):
             continue
+        if gate == "baseline" and not metafunc.config.getoption("--qc-baseline"):
+            continue
         marks: list[pytest.MarkDecorator] = [pytest.mark.xdist_group(spec.name)]
         if gate and spec.expected(gate) == "fail":
             marks.append(pytest.mark.xfail(strict=True, reason=f"models.yaml expects gate {gate!r} to fail"))
@@ -98,7 +116,9 @@ class Summary:
             row = self.rows.setdefault(str(model), {"model": model})
             row[str(gate)] = outcome(report)
             for key, value in props.items():
-                if key not in ("qc_model", "qc_gate"):
+                if key == "qc_target":
+                    row["target"] = value
+                elif key not in ("qc_model", "qc_gate"):
                     row[key] = value
 
 
@@ -116,6 +136,7 @@ class Reporter:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.summary = Summary()
+        self.history_rows = 0
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.summary.add(report)
@@ -128,6 +149,8 @@ class Reporter:
         report_dir = Path(self.config.getoption("--qc-report-dir"))
         report_dir.mkdir(parents=True, exist_ok=True)
         write_summary(list(self.summary.rows.values()), report_dir / "summary.csv", GATES)
+        if not self.config.getoption("--qc-no-history"):
+            self.history_rows = append_history(report_dir, self.summary.rows)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         rows = self.summary.rows
@@ -143,3 +166,24 @@ class Reporter:
             worst_text = f"{worst} ({float(row['worst_layer_cosine']):.4f})" if worst else "-"
             tr.write_line(model.ljust(width) + "".join(str(row.get(g, "-")).ljust(16) for g in gates) + worst_text)
         tr.write_line(f"reports: {Path(self.config.getoption('--qc-report-dir')).resolve()}")
+        if self.history_rows:
+            tr.write_line(f"history: run {os.environ.get('QC_RUN_ID')} ({self.history_rows} metrics) appended")
+
+
+def append_history(report_dir: Path, rows: dict[str, dict[str, Any]]) -> int:
+    """Append this run's numeric metrics per model to ``history.sqlite`` (one transaction)."""
+    from qc.report.history import History, MetricRow, RunInfo, git_commit
+
+    metrics = []
+    for model, row in rows.items():
+        target = str(row.get("target", ""))
+        for key, value in row.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                metrics.append(MetricRow(model, target, key, float(value)))
+    started = float(os.environ.get("QC_RUN_STARTED", time.time()))
+    run = RunInfo(
+        os.environ.get("QC_RUN_ID") or new_run_id(),
+        datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
+        git_commit(),
+    )
+    return History(report_dir / "history.sqlite").append(run, metrics)

@@ -65,6 +65,41 @@ class _Reader:
         return None
 
 
+# Names onnxruntime's quantizer derives from a tensor name t: an initializer already called so is silently
+# clobbered (for example a constant "box_scale" beside a quantized tensor "box"), corrupting the model.
+_DERIVED = ("_scale", "_zero_point", "_quantized", "_QuantizeLinear_Output", "_DequantizeLinear_Output")
+
+
+def rename_clashing_initializers(model: Any) -> list[tuple[str, str]]:
+    """Rename initializers and Constant outputs whose names onnxruntime's quantizer would generate; in place."""
+    graph = model.graph
+    tensors = {o for n in graph.node for o in n.output if o} | {i.name for i in graph.input}
+    reserved = {t + suffix for t in tensors for suffix in _DERIVED}
+    taken = tensors | {i.name for i in graph.initializer}
+    renames: dict[str, str] = {}
+    constants = {n.output[0] for n in graph.node if n.op_type == "Constant"}
+    for name in sorted(({i.name for i in graph.initializer} | constants) & reserved):
+        new, k = f"{name}__qc", 1
+        while new in taken or new in reserved:
+            new, k = f"{name}__qc{k}", k + 1
+        renames[name] = new
+        taken.add(new)
+    if not renames:
+        return []
+    for init in graph.initializer:
+        init.name = renames.get(init.name, init.name)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in renames:
+                node.input[i] = renames[name]
+        if node.op_type == "Constant" and node.output[0] in renames:
+            node.output[0] = renames[node.output[0]]
+    for out in graph.output:
+        if out.name in renames:  # a graph output must keep its name: leave it, and the clash, alone
+            raise ModelError(f"graph output {out.name!r} clashes with a name onnxruntime's quantizer generates.")
+    return sorted(renames.items())
+
+
 def quantize_int8(
     reference: Path, settings: QuantSettings, calibration: Iterable[dict[str, np.ndarray]], out: Path, entry: str
 ) -> int:
@@ -80,6 +115,13 @@ def quantize_int8(
 
     model = onnx.load(str(reference))
     exclude = float_node_names(model, settings, entry)
+    renamed = rename_clashing_initializers(model)
+    source = reference
+    if renamed:
+        log.warning("%s: renamed %s before quantizing (onnxruntime would clobber them)", entry, renamed)
+        source = out.with_suffix(".renamed.onnx")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(model, str(source))
     op_types = sorted({n.op_type for n in model.graph.node} - set(settings.float_op_types) - {"Constant"})
     method = CalibrationMethod.Percentile if settings.activation_quantizer == "enhanced" else CalibrationMethod.MinMax
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
@@ -101,7 +143,7 @@ def quantize_int8(
     log.info("quantizing %s (%d nodes kept in float) -> %s", reference, len(exclude), out)
     try:
         quantize_static(
-            str(reference),
+            str(source),
             str(tmp),
             Reader(),
             quant_format=QuantFormat.QDQ,
@@ -120,4 +162,6 @@ def quantize_int8(
         tmp.unlink(missing_ok=True)
         raise ModelError(f"{entry}: the calibration set produced no inputs; quantization needs at least one image.")
     tmp.replace(out)
+    if source != reference:
+        source.unlink(missing_ok=True)
     return reader.count

@@ -62,7 +62,7 @@ def first_run(project: Path) -> subprocess.CompletedProcess[str]:
 def test_run_is_green_and_known_bad_variant_is_a_strict_xfail(first_run: subprocess.CompletedProcess[str]) -> None:
     out = first_run.stdout
     assert first_run.returncode == 0, out + first_run.stderr
-    assert "4 passed, 2 xfailed" in out
+    assert "8 passed, 2 xfailed" in out  # per model: 3 similarity gates, fps, lint
     assert "qc gates" in out  # terminal summary table
 
 
@@ -92,7 +92,7 @@ def test_reports_follow_the_contract(project: Path, first_run: subprocess.Comple
 def test_select_one_model_by_name_and_warm_cache(project: Path, first_run: subprocess.CompletedProcess[str]) -> None:
     run = bench(project, "-k", "tiny-a16", "-v")
     assert run.returncode == 0, run.stdout
-    assert "3 passed, 6 deselected" in run.stdout
+    assert "5 passed, 9 deselected" in run.stdout
     assert "tiny-int8" not in run.stdout.split("qc gates")[0].split("deselected")[-1]
 
 
@@ -122,3 +122,21 @@ def test_broken_models_yaml_reports_all_errors_at_once(tmp_path: Path) -> None:
     assert "_hookexec" not in out
     assert "models.yaml:4:51: models[0].target.activation_bitwidth: Input should be 8 or 16, found 3" in out
     assert "models.yaml:7:5: models[0].colour: unknown field" in out
+
+
+def test_history_and_a_deliberately_worse_run_failing_its_baseline(tmp_path: Path) -> None:
+    tiny_project(tmp_path, [{**GOOD, "name": "tiny"}])
+    first = bench(tmp_path, "-k", "cosine or sqnr")
+    assert first.returncode == 0, first.stdout
+    assert "history: run" in first.stdout
+    same = bench(tmp_path, "-k", "cosine or sqnr or baseline", "--qc-baseline", "last")
+    assert same.returncode == 0, same.stdout
+    # the same model name, now with 8-bit activations: its worst layer cosine drops by about 5e-5, more than the
+    # tolerance this entry sets
+    yaml = tmp_path / "models.yaml"
+    text = yaml.read_text().replace("activation_bitwidth: 16", "activation_bitwidth: 8")
+    yaml.write_text(text.replace("output_sqnr_db: 10}", "output_sqnr_db: 10, baseline: {worst_layer_cosine: 0.00001}}"))
+    worse = bench(tmp_path, "-k", "baseline", "--qc-baseline", "last")
+    assert worse.returncode == 1, worse.stdout
+    assert "regressed against run" in worse.stdout
+    assert "worst_layer_cosine" in worse.stdout

@@ -164,3 +164,15 @@ def test_an_onnx_target_that_produces_nan_fails_with_a_reason(tmp_path: Path) ->
     assert scores.metrics.undefined is not None
     assert "NaN or Inf in the target tensor" in scores.metrics.undefined
     assert np.isnan(scores.metrics.cosine_mean)
+
+
+def test_initializer_named_like_a_quantizer_scale_does_not_corrupt_the_target(tmp_path: Path) -> None:
+    """onnxruntime's quantizer names the scale of tensor ``box`` ``box_scale``; a constant of that name was
+    silently replaced by it (target boxes clipped to [-500, 0], cosine 0.987). qc renames such constants first."""
+    from tests.models import tiny_detector
+
+    tiny_project(tmp_path, [{"name": "tiny", "bits": 16}])
+    tiny_detector(tmp_path / "tiny.onnx", gain_name="box_scale")
+    result = _stages(tmp_path).comparison()
+    by = {r.tensor: r for r in result.layers}
+    assert by["box"].metrics.cosine_mean > 0.9999
