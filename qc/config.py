@@ -183,6 +183,17 @@ class BaselineTolerances(Strict):
         }
 
 
+class DiagnoseSettings(Strict):
+    """The opt-in diagnosis (``-m diagnose`` / ``qc diagnose``): which layers cause the loss, and what to keep."""
+
+    top_k: int = Field(default=10, gt=0, description="Layers with the worst local error to test for sensitivity.")
+    quick_images: int = Field(default=2, gt=0, description="Images for the cheap first sensitivity pass.")
+    shortlist: int = Field(default=5, gt=0, description="Layers re-measured with the task metric on all images.")
+    metric: Literal["auto", "ap", "agreement_ap", "output_sqnr"] = "auto"
+    max_float_layers: int = Field(default=10, ge=0, description="At most this many layers kept in higher precision.")
+    advice_precision: Literal["float", "int16"] = "float"
+
+
 class ThresholdValues(Strict):
     layer_cosine: float | None = Field(default=None, ge=-1, le=1)
     output_cosine: float | None = Field(default=None, ge=-1, le=1)
@@ -241,6 +252,7 @@ class ModelSpec(Strict):
     task: TaskSpec | None = None
     speed: SpeedSettings = SpeedSettings()
     lint: LintSettings = LintSettings()
+    diagnose: DiagnoseSettings = DiagnoseSettings()
     thresholds: Thresholds = Thresholds()
     expect: Expectation | dict[str, Expectation] = Field(
         default="pass", description="'fail' for a known-bad variant (its gates become strict xfails), or per gate."

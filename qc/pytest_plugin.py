@@ -36,10 +36,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="'last' or a run id from reports/history.sqlite: fail models whose metrics regressed against it.",
     )
     group.addoption("--qc-no-history", action="store_true", help="Do not append this run to the history database.")
+    group.addoption(
+        "--qc-diagnose", action="store_true", help="Also run the costly diagnosis tests (marker 'diagnose')."
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "qc_gate(name): the models.yaml gate a benchmark test checks.")
+    config.addinivalue_line("markers", "diagnose: costly diagnosis runs; opt in with --qc-diagnose or -m diagnose.")
     config.pluginmanager.register(Reporter(config), "qc-reporter")
     if not hasattr(config, "workerinput"):  # the controller; xdist workers inherit the environment
         if config.getoption("--qc-refresh"):
@@ -71,6 +75,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     unused = [
         item for item in items if "qc_model" in getattr(item, "fixturenames", ()) and not hasattr(item, "callspec")
     ]
+    wanted = config.getoption("--qc-diagnose") or "diagnose" in (config.getoption("markexpr") or "")
+    if not wanted:
+        unused += [item for item in items if item.get_closest_marker("diagnose") is not None]
     if unused:
         config.hook.pytest_deselected(items=unused)
         items[:] = [item for item in items if item not in unused]
