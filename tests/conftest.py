@@ -1,3 +1,3 @@
 """Shared pytest configuration for the qc test suite."""
 
-pytest_plugins = ["tests.demo"]
+pytest_plugins = ["tests.sshd", "tests.demo"]

@@ -1,0 +1,1 @@
+"""Parsers for SNPE tool output (pure library)."""
