@@ -64,7 +64,65 @@ class OnnxTarget(Strict):
     model: Path
 
 
-Target = Annotated[OrtInt8Target | OnnxTarget, Field(discriminator="kind")]
+Runtime = Literal["dsp", "cpu", "gpu", "gpu_fp16"]
+
+
+class SnpeTarget(Strict):
+    """A DLC run with the SNPE tools on a device (over SSH) or with a local SDK."""
+
+    kind: Literal["snpe"]
+    dlc: Path
+    devices: tuple[str, ...] = Field(min_length=1, description="Names from the top-level 'devices' list: a pool.")
+    runtime: Runtime | None = Field(default=None, description="Overrides the device's runtime.")
+    perf_profile: str | None = Field(default=None, description="Overrides the device's perf profile.")
+    batch_size: int = Field(default=8, gt=0, description="Images per snpe-net-run call (lower it on rc 137).")
+    native_io: bool = Field(default=True, description="--use_native_input_files/--use_native_output_files.")
+    throughput_duration_s: int = Field(default=10, gt=0, description="snpe-throughput-net-run --duration.")
+    keep_on_failure: bool = Field(default=False, description="Keep the device run folder when a stage fails.")
+
+
+Target = Annotated[OrtInt8Target | OnnxTarget | SnpeTarget, Field(discriminator="kind")]
+
+
+class SshAuth(Strict):
+    """Where the secret comes from; never the secret itself (models.yaml is committed)."""
+
+    key_file: Path | None = None
+    passphrase_env: str | None = Field(default=None, description="Environment variable holding the key passphrase.")
+    password_env: str | None = Field(default=None, description="Environment variable holding the password.")
+    agent: bool = False
+    dotenv: Path | None = Field(default=None, description="A .env file the variables may come from.")
+
+    @model_validator(mode="after")
+    def _one_method(self) -> SshAuth:
+        if self.key_file is None and self.password_env is None and not self.agent:
+            raise ValueError("give key_file, password_env or agent: true")
+        return self
+
+
+class DeviceSpec(Strict):
+    """A device the SNPE tools run on: over SSH, or this machine (``local: true``) with an SDK installed."""
+
+    name: str
+    local: bool = False
+    host: str | None = None
+    port: int = Field(default=22, gt=0, lt=65536)
+    user: str | None = None
+    auth: SshAuth | None = None
+    known_hosts: Path | None = Field(default=None, description="Host keys checked against it (default ~/.ssh).")
+    trust_new_host_key: bool = Field(default=False, description="Record an unknown host key instead of refusing.")
+    remote_root: str = Field(default="/data/local/tmp", description="Each run works in <remote_root>/qc-<run id>/.")
+    setup: str | None = Field(default=None, description="Shell line run before every tool, e.g. 'source env.sh'.")
+    env: dict[str, str] = Field(default_factory=dict, description="Environment for the tools (library paths).")
+    runtime: Runtime = "dsp"
+    perf_profile: str = "balanced"
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _reachable(self) -> DeviceSpec:
+        if not self.local and (self.host is None or self.user is None or self.auth is None):
+            raise ValueError("an SSH device needs host, user and auth (or set local: true)")
+        return self
 
 
 class Preprocess(Strict):
@@ -303,7 +361,20 @@ class ModelSpec(Strict):
 
 
 class ModelsFile(Strict):
+    devices: list[DeviceSpec] = Field(default_factory=list)
     models: list[ModelSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_devices(self) -> ModelsFile:
+        names = [d.name for d in self.devices]
+        if len(set(names)) != len(names):
+            raise ValueError(f"device names must be unique, found {names}")
+        for m in self.models:
+            if isinstance(m.target, SnpeTarget):
+                unknown = sorted(set(m.target.devices) - set(names))
+                if unknown:
+                    raise ValueError(f"model {m.name!r}: unknown device(s) {unknown}; devices are {names}")
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> ModelsFile:
@@ -343,7 +414,18 @@ def _expand(value: str, variables: dict[str, str]) -> str:
     return _VAR_RE.sub(sub, value)
 
 
-_PATH_KEYS = {"reference", "model", "annotations", "images", "folder", "class_names"}
+_PATH_KEYS = {
+    "reference",
+    "model",
+    "annotations",
+    "images",
+    "folder",
+    "class_names",
+    "dlc",
+    "key_file",
+    "known_hosts",
+    "dotenv",
+}
 
 
 def _resolve_paths(
@@ -376,6 +458,8 @@ def _missing_files(spec: ModelSpec) -> list[tuple[tuple[str | int, ...], str]]:
     checks: list[tuple[tuple[str | int, ...], Path, bool]] = [(("reference",), spec.reference, False)]
     if isinstance(spec.target, OnnxTarget):
         checks.append((("target", "model"), spec.target.model, False))
+    if isinstance(spec.target, SnpeTarget):
+        checks.append((("target", "dlc"), spec.target.dlc, False))
     for key, data in (("eval_data", spec.eval_data), ("calibration", spec.calibration)):
         if data is None:
             continue
@@ -397,6 +481,11 @@ def _missing_files(spec: ModelSpec) -> list[tuple[tuple[str | int, ...], str]]:
 
 def load_models(path: Path, *, check_files: bool = True) -> list[ModelSpec]:
     """Load and validate a models.yaml; raise one ConfigError listing every problem as ``file:LINE:COL``."""
+    return load_project(path, check_files=check_files).models
+
+
+def load_project(path: Path, *, check_files: bool = True) -> ModelsFile:
+    """Like :func:`load_models`, with the ``devices`` list too."""
     path = Path(path)
     data, positions = load_yaml_with_positions(path)
     problems: list[tuple[int, int, str]] = []
@@ -412,9 +501,11 @@ def load_models(path: Path, *, check_files: bool = True) -> list[ModelSpec]:
     resolved = _resolve_paths(data, path.parent.resolve(), {"QC_ASSETS": str(assets_dir())}, (), path_errors)
     for loc, msg in path_errors:
         add(loc, msg)
+    project: ModelsFile | None = None
     specs: list[ModelSpec] = []
     try:
-        specs = ModelsFile.model_validate(resolved).models
+        project = ModelsFile.model_validate(resolved)
+        specs = project.models
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             loc = tuple(err["loc"])
@@ -424,9 +515,9 @@ def load_models(path: Path, *, check_files: bool = True) -> list[ModelSpec]:
             elif err["type"] == "extra_forbidden":
                 msg = f"unknown field (allowed: {_allowed(loc)})"
             elif err["type"] == "union_tag_invalid":
-                msg = f"unknown target kind {err['input'].get('kind')!r}; expected one of 'ort-int8', 'onnx'"
+                msg = f"unknown target kind {err['input'].get('kind')!r}; expected one of 'ort-int8', 'onnx', 'snpe'"
             elif err["type"] == "union_tag_not_found":
-                msg = "missing 'kind'; expected one of 'ort-int8', 'onnx'"
+                msg = "missing 'kind'; expected one of 'ort-int8', 'onnx', 'snpe'"
             elif err["type"] == "value_error":
                 msg = msg.removeprefix("Value error, ")
             elif "input" in err and err["type"] not in ("model_type", "dict_type"):
@@ -439,10 +530,11 @@ def load_models(path: Path, *, check_files: bool = True) -> list[ModelSpec]:
     if problems:
         problems.sort()
         raise ConfigError("\n".join(p[2] for p in problems))
-    return specs
+    assert project is not None
+    return project
 
 
-_TAGS: dict[str, type[BaseModel]] = {"ort-int8": OrtInt8Target, "onnx": OnnxTarget}
+_TAGS: dict[str, type[BaseModel]] = {"ort-int8": OrtInt8Target, "onnx": OnnxTarget, "snpe": SnpeTarget}
 
 
 def _strip_tags(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
