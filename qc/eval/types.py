@@ -11,7 +11,7 @@ Coordinate conventions used by every module of :mod:`qc.eval`:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -47,14 +47,12 @@ def _check(name: str, boxes: Any, scores: Any, classes: Any) -> tuple[FloatArray
     return b, s, c
 
 
-@dataclass(frozen=True, eq=False, init=False)
-class RawDetections:
-    """Detections of one image in network-input pixels, as produced by a decoder.
+_B = TypeVar("_B", bound="_BoxSet")
 
-    ``boxes`` float32 ``(N, 4)`` x1, y1, x2, y2; ``scores`` float32 ``(N,)``; ``classes`` int64 ``(N,)`` model
-    class indices. Any array-like input is converted to those dtypes; a shape mismatch raises
-    :class:`qc.errors.DataError`.
-    """
+
+@dataclass(frozen=True, eq=False, init=False)
+class _BoxSet:
+    """Boxes, scores and class indices of one image, converted and shape-checked on construction."""
 
     boxes: FloatArray
     scores: FloatArray
@@ -70,9 +68,19 @@ class RawDetections:
         return int(self.scores.shape[0])
 
     @classmethod
-    def empty(cls) -> RawDetections:
+    def empty(cls: type[_B]) -> _B:
         """No detections."""
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+
+@dataclass(frozen=True, eq=False, init=False)
+class RawDetections(_BoxSet):
+    """Detections of one image in network-input pixels, as produced by a decoder.
+
+    ``boxes`` float32 ``(N, 4)`` x1, y1, x2, y2; ``scores`` float32 ``(N,)``; ``classes`` int64 ``(N,)`` model
+    class indices. Any array-like input is converted to those dtypes; a shape mismatch raises
+    :class:`qc.errors.DataError`.
+    """
 
     def to_original(self, inverse: BoxInverse) -> Detections:
         """Map the boxes to original image pixels with ``inverse`` (scores and classes unchanged)."""
@@ -81,30 +89,12 @@ class RawDetections:
 
 
 @dataclass(frozen=True, eq=False, init=False)
-class Detections:
+class Detections(_BoxSet):
     """Detections of one image in ORIGINAL image pixels.
 
     ``boxes`` float32 ``(N, 4)`` x1, y1, x2, y2; ``scores`` float32 ``(N,)``; ``classes`` int64 ``(N,)`` model
     class indices (map them to dataset category ids with :func:`qc.eval.coco.category_map_by_name`).
     """
-
-    boxes: FloatArray
-    scores: FloatArray
-    classes: IntArray
-
-    def __init__(self, boxes: npt.ArrayLike, scores: npt.ArrayLike, classes: npt.ArrayLike) -> None:
-        b, s, c = _check(type(self).__name__, boxes, scores, classes)
-        object.__setattr__(self, "boxes", b)
-        object.__setattr__(self, "scores", s)
-        object.__setattr__(self, "classes", c)
-
-    def __len__(self) -> int:
-        return int(self.scores.shape[0])
-
-    @classmethod
-    def empty(cls) -> Detections:
-        """No detections."""
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
     def above(self, threshold: float) -> Detections:
         """The detections whose score is ``>= threshold``."""
