@@ -1,0 +1,234 @@
+"""The offline HTML dashboard on a synthetic report folder: files, relative links, escaping, missing files, trends."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from PIL import Image
+
+from qc.errors import DataError
+from qc.report.dashboard import PLOTLY_JS, dashboard_png, write_dashboard
+from tests.unit.report.synthetic import BROKEN, FULL, INJECTION, PARTIAL, build_report, history, settings
+
+
+class Links(HTMLParser):
+    """Every ``src`` and ``href`` attribute of a page, and the number of chart divs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[tuple[str, str]] = []
+        self.charts = 0
+        self.scripts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("src", "href") and value is not None:
+                self.urls.append((name, value))
+            if name == "class" and value and "chart" in value.split():
+                self.charts += 1
+
+
+def parse(page: Path) -> Links:
+    links = Links()
+    links.feed(page.read_text(encoding="utf-8"))
+    return links
+
+
+@pytest.fixture
+def report(tmp_path: Path) -> Path:
+    return build_report(tmp_path / "reports")
+
+
+def pages(report: Path) -> list[Path]:
+    return sorted(report.rglob("*.html"))
+
+
+def test_writes_index_model_pages_and_plotly_once(report: Path) -> None:
+    written = write_dashboard(report, settings=settings(), history=history(2))
+    expected = {
+        report / "index.html",
+        report / PLOTLY_JS,
+        report / FULL / "index.html",
+        report / PARTIAL / "index.html",
+        report / BROKEN / "index.html",
+    }
+    assert set(written) == expected
+    assert all(p.is_file() for p in written)
+    assert [p.name for p in report.rglob("plotly*.js")] == [PLOTLY_JS]
+    assert (report / PLOTLY_JS).stat().st_size > 1_000_000
+    before = (report / PLOTLY_JS).stat().st_mtime_ns
+    write_dashboard(report)
+    assert (report / PLOTLY_JS).stat().st_mtime_ns == before  # identical content is not rewritten
+
+
+def test_links_are_relative_resolve_and_nothing_is_remote(report: Path) -> None:
+    write_dashboard(report, settings=settings(), history=history(3))
+    seen_targets = set()
+    for page in pages(report):
+        text = page.read_text(encoding="utf-8")
+        assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.IGNORECASE), page
+        for attr, url in parse(page).urls:
+            parts = urlsplit(url)
+            assert (parts.scheme, parts.netloc) == ("", ""), f"{page}: {attr}={url} is not relative"
+            if not parts.path:
+                assert parts.fragment, f"{page}: empty {attr}"
+                assert f'id="{parts.fragment}"' in text, f"{page}: anchor #{parts.fragment} is missing"
+                continue
+            target = (page.parent / unquote(parts.path)).resolve()
+            assert target.is_file(), f"{page}: {attr}={url} does not resolve"
+            assert report.resolve() in target.parents, f"{page}: {url} leaves the report folder"
+            seen_targets.add(target.relative_to(report.resolve()).as_posix())
+    assert {
+        "plotly.min.js",
+        "index.html",
+        "junit.xml",
+        "summary.csv",
+        f"{FULL}/index.html",
+        f"{PARTIAL}/index.html",
+        f"{FULL}/pictures/image one.png",
+        f"{FULL}/pictures/image_2.png",
+        f"{FULL}/layers.csv",
+        f"{FULL}/detections_target.json",
+    } <= seen_targets
+    index = (report / "index.html").read_text(encoding="utf-8")
+    assert '<script src="plotly.min.js"></script>' in index
+    assert '<script src="../plotly.min.js"></script>' in (report / FULL / "index.html").read_text(encoding="utf-8")
+
+
+def test_every_name_is_escaped(report: Path) -> None:
+    write_dashboard(report, settings=settings())
+    for page in pages(report):
+        text = page.read_text(encoding="utf-8")
+        assert INJECTION not in text, page
+        assert "<odd>" not in text, page
+        # the only script elements are plotly.min.js, one per chart and the sorter
+        assert text.count("<script") == text.count("</script>")
+    full = (report / FULL / "index.html").read_text(encoding="utf-8")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in full  # in the layer table
+    assert "head/&lt;odd&gt;&amp;name" in full  # unmatched table
+    index = (report / "index.html").read_text(encoding="utf-8")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in index  # worst layer column
+
+
+def test_model_page_sections(report: Path) -> None:
+    write_dashboard(report, settings=settings())
+    full = (report / FULL / "index.html").read_text(encoding="utf-8")
+    links = parse(report / FULL / "index.html")
+    assert links.charts == 3  # layers, top layer times, op-type share
+    # the annotation on the first layer under 0.98 (plotly escapes "/" in its JSON)
+    assert "first below threshold: backbone\\u002fblock_7\\u002fleakyrelu (0.9500)" in full
+    assert "threshold 0.98" in full
+    assert "30 layers compared; 2 below the cosine threshold 0.98; 1 with an undefined metric" in full
+    assert "decoded[classes]" in full
+    assert "undefined on 4 of 4 image(s)" in full
+    assert "2 reference tensors have no counterpart in the target." in full
+    assert "channels-multiple-32" in full
+    assert "Division by a constant." in full
+    assert "5.00%" in full
+    assert "agreement_ap" in full
+    assert "0.9037" in full
+    assert "reference</a>: 3 detections" in full
+    assert "target</a>: 2 detections" in full
+    assert 'src="pictures/image%20one.png"' in full
+    assert "activation_bitwidth" in full
+    assert "versions.onnxruntime" in full
+    assert "1.32.0" in full
+    assert "FPS target / reference" in full
+
+
+def test_missing_empty_and_unreadable_files_are_explained(report: Path) -> None:
+    write_dashboard(report, settings=settings())
+    partial = (report / PARTIAL / "index.html").read_text(encoding="utf-8")
+    for sentence in (
+        "No accuracy stage ran for this model (accuracy.json is missing).",
+        "No speed stage ran for this model (speed.json is missing).",
+        "No lint stage ran for this model (lint.csv is missing).",
+        "No output comparison ran for this model (outputs.csv is missing).",
+        "No matching stage ran for this model (unmatched.csv is missing).",
+        "No profiled run ran for this model (layer_times.csv is missing).",
+        "No detection pictures (pictures/ is missing or holds no PNG).",
+    ):
+        assert sentence in partial
+    assert "first below threshold" not in partial  # every layer of PARTIAL is above 0.98
+    broken = (report / BROKEN / "index.html").read_text(encoding="utf-8")
+    assert "layers.csv has no rows: the comparison produced no layers." in broken
+    assert "outputs.csv has no rows" in broken
+    assert "accuracy.json could not be read: unreadable (" in broken
+    assert "speed.json is not a JSON object." in broken
+    assert "lint.csv has no rows: lint found nothing to report." in broken
+    assert "layer_times.csv could not be read" in broken
+    assert "No run settings were passed for this model." in broken
+    assert parse(report / BROKEN / "index.html").charts == 0
+
+
+def test_index_table_gates_and_headlines(report: Path) -> None:
+    write_dashboard(report, settings=settings())
+    index = (report / "index.html").read_text(encoding="utf-8")
+    assert index.count('<tr><td class="model" data-sort=') == 3
+    assert '<span class="badge failed">failed</span>' in index
+    assert '<span class="badge xfailed">xfailed</span>' in index
+    assert '<span class="badge failed">xpassed(strict)</span>' in index
+    assert '<span class="badge failed">error</span>' in index
+    assert 'title="not an outcome: 56.9"' in index  # a number in a gate column is not shown as an outcome
+    assert 'data-sort="0.9037"' in index
+    assert 'data-sort="56.9"' in index
+    assert "table.sortable" in index  # the sorter
+    assert parse(report / "index.html").charts == 1  # overlay; trends need two runs
+    assert "Trends need at least two runs in the history; it holds no run." in index
+
+
+def test_index_without_summary_or_junit_falls_back_to_files(tmp_path: Path) -> None:
+    report = build_report(tmp_path / "r", junit=False, summary=False)
+    write_dashboard(report, junit_name="results/junit.xml")
+    index = (report / "index.html").read_text(encoding="utf-8")
+    assert "No summary.csv: gate outcomes are unknown" in index
+    assert "no results/junit.xml in this folder" in index
+    assert index.count('<tr><td class="model" data-sort=') == 3
+    assert 'data-sort="0.2284"' in index  # reference AP from accuracy.json
+    assert 'data-sort="56.9"' in index  # FPS from speed.json
+    full = (report / FULL / "index.html").read_text(encoding="utf-8")
+    assert "No summary.csv row for this model: gate outcomes unknown." in full
+
+
+def test_empty_folder(tmp_path: Path) -> None:
+    written = write_dashboard(tmp_path / "nothing")
+    assert {p.name for p in written} == {"index.html", PLOTLY_JS}
+    index = (tmp_path / "nothing" / "index.html").read_text(encoding="utf-8")
+    assert "This folder holds no model results yet." in index
+    assert "No model has a layer comparison" in index
+    assert "no junit.xml in this folder" in index
+
+
+@pytest.mark.parametrize("runs", [0, 1, 2, 4])
+def test_trends_need_two_runs(report: Path, runs: int) -> None:
+    write_dashboard(report, history=history(runs))
+    index = (report / "index.html").read_text(encoding="utf-8")
+    charts = parse(report / "index.html").charts
+    if runs < 2:
+        assert "Trends need at least two runs" in index
+        assert charts == 1
+    else:
+        assert f"{runs} runs in the history." in index
+        # headline metrics only: fps and worst_layer_cosine, not head.cosine
+        assert charts == 1 + 2
+        assert '"text":"fps"' in index
+        assert '"text":"worst_layer_cosine"' in index
+        assert "head.cosine" not in index
+
+
+def test_dashboard_png(report: Path) -> None:
+    out = dashboard_png(report, FULL, threshold=0.98)
+    assert out == report / FULL / "layers.png"
+    with Image.open(out) as img:
+        assert img.format == "PNG"
+        assert img.size == (360, 80)
+        colors = {c for _, c in img.getcolors(maxcolors=100_000) or []}
+    assert (207, 34, 46) in colors  # the threshold line / layers under it
+    for model in (PARTIAL, BROKEN, "no-such-model"):
+        assert dashboard_png(report, model).is_file()
+    with pytest.raises(DataError, match="not a model folder name"):
+        dashboard_png(report, "../escape")
