@@ -6,6 +6,7 @@ Model names are the test ids, so ``pytest benchmarks -k yolov3`` selects by mode
 
 from __future__ import annotations
 
+import base64
 import datetime
 import os
 import secrets
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from qc.config import GATES, ModelSpec, load_models
-from qc.errors import ConfigError
+from qc.errors import ConfigError, QcError
 
 SPECS_KEY = pytest.StashKey[list[ModelSpec]]()
 ERROR_KEY = pytest.StashKey[str]()
@@ -144,6 +145,7 @@ class Reporter:
         self.config = config
         self.summary = Summary()
         self.history_rows = 0
+        self.dashboard: Path | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.summary.add(report)
@@ -158,6 +160,28 @@ class Reporter:
         write_summary(list(self.summary.rows.values()), report_dir / "summary.csv", GATES)
         if not self.config.getoption("--qc-no-history"):
             self.history_rows = append_history(report_dir, self.summary.rows)
+        self.dashboard = write_report_pages(self.config, report_dir)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        """With pytest-html: each gate row links to its model page and carries a small static PNG."""
+        outcome = yield
+        report = outcome.get_result()
+        html = self.config.pluginmanager.getplugin("html")
+        model = dict(report.user_properties).get("qc_model")
+        if html is None or report.when != "call" or not model:
+            return
+        from qc.report.dashboard import dashboard_png
+
+        report_dir = Path(self.config.getoption("--qc-report-dir"))
+        extras = list(getattr(report, "extras", []))
+        extras.append(html.extras.url(str((report_dir / str(model) / "index.html").resolve()), name="model page"))
+        try:
+            png = dashboard_png(report_dir, str(model))
+            extras.append(html.extras.png(base64.b64encode(png.read_bytes()).decode(), name="per-layer cosine"))
+        except QcError:
+            pass  # no layers.csv for this model (yet): the link is enough
+        report.extras = extras
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         rows = self.summary.rows
@@ -175,6 +199,8 @@ class Reporter:
         tr.write_line(f"reports: {Path(self.config.getoption('--qc-report-dir')).resolve()}")
         if self.history_rows:
             tr.write_line(f"history: run {os.environ.get('QC_RUN_ID')} ({self.history_rows} metrics) appended")
+        if self.dashboard is not None:
+            tr.write_line(f"dashboard: {self.dashboard.resolve()}")
 
 
 def append_history(report_dir: Path, rows: dict[str, dict[str, Any]]) -> int:
@@ -194,3 +220,41 @@ def append_history(report_dir: Path, rows: dict[str, dict[str, Any]]) -> int:
         git_commit(),
     )
     return History(report_dir / "history.sqlite").append(run, metrics)
+
+
+def model_settings(config: pytest.Config) -> dict[str, dict[str, Any]]:
+    """Per model, the run's settings shown on its dashboard page (target, quantization, data, versions)."""
+    import onnxruntime
+
+    from qc import __version__
+
+    try:
+        specs = load_specs(config)
+    except Exception:  # the dashboard must not fail the run; pages then show no settings
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        row: dict[str, Any] = {
+            "target": spec.target.kind,
+            "reference": str(spec.reference),
+            "target settings": spec.target.model_dump(mode="json", exclude={"kind"}),
+            "preprocess": spec.preprocess.model_dump(mode="json"),
+            "evaluation data": spec.eval_data.model_dump(mode="json", exclude_none=True),
+            "calibration": spec.calibration.model_dump(mode="json", exclude_none=True) if spec.calibration else None,
+            "thresholds": spec.thresholds.model_dump(mode="json", exclude={"overrides"}),
+            "versions": {"qc": __version__, "onnxruntime": onnxruntime.__version__},
+        }
+        out[spec.name] = row
+    return out
+
+
+def write_report_pages(config: pytest.Config, report_dir: Path) -> Path | None:
+    """The offline dashboard over everything in the report folder, with the run history's trends."""
+    from qc.report.dashboard import write_dashboard
+    from qc.report.history import History
+
+    xml = getattr(config.option, "xmlpath", None)
+    junit = Path(xml).name if xml and Path(xml).resolve().parent == report_dir.resolve() else "junit.xml"
+    points = History(report_dir / "history.sqlite").points()
+    write_dashboard(report_dir, history=points, settings=model_settings(config), junit_name=junit)
+    return report_dir / "index.html"
