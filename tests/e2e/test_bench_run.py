@@ -86,6 +86,11 @@ def test_reports_follow_the_contract(project: Path, first_run: subprocess.Comple
     cases = ET.parse(reports / "junit.xml").getroot().iter("testcase")
     props = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")} for c in cases}
     assert props["test_layer_cosine[tiny-a16]"]["qc_model"] == "tiny-a16"
+    assert props["test_layer_cosine[tiny-a16]"]["qc_model_page"] == "tiny-a16/index.html"
+    assert (reports / "index.html").is_file()
+    assert (reports / "tiny-a16" / "index.html").is_file()
+    assert (reports / "plotly.min.js").is_file()
+    assert (reports / "history.sqlite").is_file()
     assert "worst_layer" in props["test_layer_cosine[tiny-a16]"]
 
 
@@ -140,3 +145,13 @@ def test_history_and_a_deliberately_worse_run_failing_its_baseline(tmp_path: Pat
     assert worse.returncode == 1, worse.stdout
     assert "regressed against run" in worse.stdout
     assert "worst_layer_cosine" in worse.stdout
+
+
+def test_pytest_html_rows_link_to_model_pages(project: Path, first_run: subprocess.CompletedProcess[str]) -> None:
+    html = project / "reports" / "pytest.html"
+    run = bench(project, "-k", "tiny-a16 and layer_cosine", "--html", str(html), "--self-contained-html")
+    assert run.returncode == 0, run.stdout
+    text = html.read_text()
+    assert "model page" in text
+    assert "tiny-a16/index.html" in text
+    assert "image/png" in text  # the static per-layer PNG, not inline JavaScript
