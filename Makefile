@@ -39,6 +39,7 @@ typecheck: setup
 
 test: setup system-deps assets lint typecheck
 	$(BIN)/python -m pytest tests -p no:cacheprovider -n 2 --ignore=tests/perf $(PYTEST_ARGS)
+	mkdir -p $(REPORTS)
 	$(BIN)/python -m pytest tests/perf -p no:cacheprovider --benchmark-only \
 	  --benchmark-json=$(REPORTS)/qc-perf.json --benchmark-columns=mean,stddev,rounds
 
