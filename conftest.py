@@ -2,6 +2,6 @@
 
 from importlib.metadata import entry_points
 
-pytest_plugins = ["fixtures.models"]
+pytest_plugins = ["fixtures.models", "fixtures.diagnose"]
 if not any(ep.name == "qc" for ep in entry_points(group="pytest11")):
     pytest_plugins.insert(0, "qc.pytest_plugin")

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from qc.config import ModelSpec
+from qc.diagnose.cli import add_parser as add_diagnose_parser
 from qc.errors import QcError
 
 
@@ -186,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, default=1e-4)
     p.add_argument("--channel-swap", choices=["weights", "input"], default="weights")
     p.set_defaults(func=_cmd_fix)
+    add_diagnose_parser(sub)
     return parser
 
 

@@ -250,6 +250,17 @@ class DiagnoseSettings(Strict):
     metric: Literal["auto", "ap", "agreement_ap", "output_sqnr"] = "auto"
     max_float_layers: int = Field(default=10, ge=0, description="At most this many layers kept in higher precision.")
     advice_precision: Literal["float", "int16"] = "float"
+    advice_gates: tuple[str, ...] | None = Field(
+        default=None,
+        description="Gates the advice must pass; default: the accuracy gates with a task, else output_cosine/sqnr.",
+    )
+
+    @field_validator("advice_gates")
+    @classmethod
+    def _known_advice_gates(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is not None:
+            _check_gate_names(v)
+        return v
 
 
 class ThresholdValues(Strict):

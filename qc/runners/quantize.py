@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -116,12 +117,8 @@ def quantize_int8(
     model = onnx.load(str(reference))
     exclude = float_node_names(model, settings, entry)
     renamed = rename_clashing_initializers(model)
-    source = reference
     if renamed:
         log.warning("%s: renamed %s before quantizing (onnxruntime would clobber them)", entry, renamed)
-        source = out.with_suffix(".renamed.onnx")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save(model, str(source))
     op_types = sorted({n.op_type for n in model.graph.node} - set(settings.float_op_types) - {"Constant"})
     method = CalibrationMethod.Percentile if settings.activation_quantizer == "enhanced" else CalibrationMethod.MinMax
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
@@ -141,6 +138,11 @@ def quantize_int8(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.onnx")
     log.info("quantizing %s (%d nodes kept in float) -> %s", reference, len(exclude), out)
+    # onnxruntime writes "<input>-inferred.onnx" next to its input and deletes it afterwards: quantize a private
+    # copy so that concurrent quantizations of one model (xdist workers, variants) never collide.
+    workdir = tempfile.TemporaryDirectory(prefix="qc-quantize-", dir=out.parent)
+    source = Path(workdir.name) / "model.onnx"
+    onnx.save(model, str(source))
     try:
         quantize_static(
             str(source),
@@ -158,10 +160,10 @@ def quantize_int8(
     except Exception as exc:
         tmp.unlink(missing_ok=True)
         raise ModelError(f"{entry}: onnxruntime quantize_static failed on {reference}: {exc}") from None
+    finally:
+        workdir.cleanup()
     if reader.count == 0:
         tmp.unlink(missing_ok=True)
         raise ModelError(f"{entry}: the calibration set produced no inputs; quantization needs at least one image.")
     tmp.replace(out)
-    if source != reference:
-        source.unlink(missing_ok=True)
     return reader.count

@@ -1,0 +1,190 @@
+"""Sensitivity: re-quantize with one layer kept float, and with only that layer quantized; measure the task.
+
+For each of the top-K layers by local error, two variants of the entry: everything quantized except the layer
+(``float_nodes`` + the layer: how much keeping it float recovers, *gain*), and only the layer quantized (every
+other node in ``float_nodes``: how much it costs alone, *drop*). A cheap first pass measures the worst output or
+slice SQNR on ``quick_images`` images; the ``shortlist`` best are then measured with the task metric on every
+evaluation image: COCO AP with labels, agreement AP without, output SQNR when the entry has no task. The score
+of a layer is the larger of gain and drop, so a layer that only hurts together with others (gain) and one that
+hurts on its own (drop) both rank high.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from qc.config import ModelSpec
+from qc.diagnose.variants import SQNR_CAP_DB, Variant, Variants
+
+Metric = Literal["ap", "agreement_ap", "output_sqnr"]
+
+
+def choose_metric(spec: ModelSpec, labelled: bool) -> Metric:
+    """``spec.diagnose.metric``, with ``auto`` resolved: AP with labels, agreement AP without, else output SQNR."""
+    wanted = spec.diagnose.metric
+    if wanted != "auto":
+        return wanted
+    if spec.task is None:
+        return "output_sqnr"
+    return "ap" if labelled else "agreement_ap"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    node: str
+    tensor: str
+    op_type: str
+    local_sqnr_db: float
+
+
+@dataclass(frozen=True)
+class SensitivityRow:
+    rank: int
+    node: str
+    tensor: str
+    op_type: str
+    local_sqnr_db: float
+    quick_float: float
+    quick_only: float
+    quick_gain: float
+    quick_drop: float
+    quick_float_worst: str
+    """The output or slice that bounds ``quick_float`` (its lowest SQNR)."""
+    quick_only_worst: str
+    task_float: float | None = None
+    task_only: float | None = None
+    task_gain: float | None = None
+    task_drop: float | None = None
+
+    @property
+    def quick_score(self) -> float:
+        return max(self.quick_gain, self.quick_drop)
+
+    @property
+    def task_score(self) -> float | None:
+        if self.task_gain is None or self.task_drop is None:
+            return None
+        return max(self.task_gain, self.task_drop)
+
+
+@dataclass
+class SensitivityResult:
+    model: str
+    metric: Metric
+    quick_images: int
+    images: int
+    baseline_quick: float
+    reference_quick: float
+    baseline_task: float
+    reference_task: float
+    rows: list[SensitivityRow] = field(default_factory=list)
+    seconds: float = 0.0
+    variants_quantized: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def ranking(self) -> list[str]:
+        return [r.node for r in self.rows]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SensitivityResult:
+        return cls(**{**data, "rows": [SensitivityRow(**r) for r in data["rows"]]})
+
+
+def task_value(variants: Variants, variant: Variant, metric: Metric) -> float:
+    """The task metric of a variant on every evaluation image; an empty side counts as 0 (never NaN)."""
+    if metric == "output_sqnr":
+        value = variants.quick_quality(variant, len(variants.stages.eval_images())).value
+        return 0.0 if math.isnan(value) else value
+    acc = variants.accuracy(variant)
+    if metric == "ap":
+        scores = acc.target
+        return 0.0 if scores is None or scores.empty or math.isnan(scores.ap) else float(scores.ap)
+    return 0.0 if acc.agreement.empty or math.isnan(acc.agreement.ap) else float(acc.agreement.ap)
+
+
+def reference_task_value(variants: Variants, metric: Metric) -> float:
+    if metric == "output_sqnr":
+        return SQNR_CAP_DB
+    if metric == "agreement_ap":
+        return 1.0
+    acc = variants.accuracy(Variant())
+    ref = acc.reference
+    return 0.0 if ref is None or ref.empty or math.isnan(ref.ap) else float(ref.ap)
+
+
+def measure(
+    variants: Variants, candidates: Sequence[Candidate], all_nodes: Sequence[str], labelled: bool
+) -> SensitivityResult:
+    """Quick pass on every candidate, task metric on the shortlist; rows ranked most sensitive first."""
+    spec = variants.spec
+    settings = spec.diagnose
+    metric = choose_metric(spec, labelled)
+    started = time.perf_counter()
+    quick_n = min(settings.quick_images, len(variants.stages.eval_images()))
+    base = variants.quick_quality(Variant(), quick_n)
+    ref = variants.reference_quality()
+    rows: list[SensitivityRow] = []
+    notes: list[str] = []
+    for c in candidates:
+        kept = variants.quick_quality(Variant(float_nodes=(c.node,)), quick_n)
+        others = tuple(n for n in all_nodes if n != c.node)
+        alone = variants.quick_quality(Variant(float_nodes=others), quick_n)
+        rows.append(
+            SensitivityRow(
+                rank=0,
+                node=c.node,
+                tensor=c.tensor,
+                op_type=c.op_type,
+                local_sqnr_db=c.local_sqnr_db,
+                quick_float=kept.value,
+                quick_only=alone.value,
+                quick_gain=kept.value - base.value,
+                quick_drop=ref.value - alone.value,
+                quick_float_worst=kept.worst,
+                quick_only_worst=alone.worst,
+            )
+        )
+    rows.sort(key=lambda r: (-r.quick_score, r.node))
+    shortlist = rows[: settings.shortlist]
+    base_task = task_value(variants, Variant(), metric)
+    ref_task = reference_task_value(variants, metric)
+    measured: list[SensitivityRow] = []
+    for r in shortlist:
+        kept_t = task_value(variants, Variant(float_nodes=(r.node,)), metric)
+        only_t = task_value(variants, Variant(float_nodes=tuple(n for n in all_nodes if n != r.node)), metric)
+        measured.append(
+            dataclasses.replace(
+                r,
+                task_float=kept_t,
+                task_only=only_t,
+                task_gain=kept_t - base_task,
+                task_drop=ref_task - only_t,
+            )
+        )
+    measured.sort(key=lambda r: (-(r.task_score or 0.0), -r.quick_score, r.node))
+    ordered = [*measured, *rows[settings.shortlist :]]
+    ranked = [dataclasses.replace(r, rank=i + 1) for i, r in enumerate(ordered)]
+    if len(candidates) < settings.top_k:
+        notes.append(f"only {len(candidates)} layer(s) could be tested (top_k {settings.top_k}).")
+    return SensitivityResult(
+        model=spec.name,
+        metric=metric,
+        quick_images=quick_n,
+        images=len(variants.stages.eval_images()),
+        baseline_quick=base.value,
+        reference_quick=ref.value,
+        baseline_task=base_task,
+        reference_task=ref_task,
+        rows=ranked,
+        seconds=time.perf_counter() - started,
+        variants_quantized=variants.quantized,
+        notes=notes,
+    )

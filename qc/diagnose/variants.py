@@ -1,0 +1,350 @@
+"""Quantized variants of one ``ort-int8`` entry (some layers kept float or at 16 bits) and their measurements.
+
+Float variants go through :func:`qc.runners.quantize.quantize_int8` with a modified ``float_nodes``, by way of a
+copy of the models.yaml entry and :meth:`qc.pipeline.ModelStages.target`: the cache key is the pipeline's own
+(model sha, settings, calibration fingerprint, onnxruntime and qc versions), so an advised entry pasted into
+models.yaml hits the same cache entry. 16-bit variants add onnxruntime ``TensorQuantOverrides`` (``quant_type``
+QUInt16 for the given tensors), which ``quantize_int8`` does not expose; they are quantized here with the same
+options and cached under their own key.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qc.cache import stable_hash
+from qc.compare.layerwise import Comparison, OutputRow, slice_array
+from qc.compare.matching import _fmt
+from qc.compare.metrics import MetricAccumulator, PairStats, pair_stats
+from qc.config import ModelSpec, OrtInt8Target, QuantSettings
+from qc.data.images import file_sha256, load_image_set
+from qc.errors import ConfigError, MetricError, ModelError
+from qc.eval.accuracy import AccuracyResult, collect, score
+from qc.pipeline import ModelStages, iter_feeds, ort_version
+from qc.runners.base import Runner
+from qc.runners.ort import OrtRunner
+
+log = logging.getLogger(__name__)
+
+KEEP_REFERENCE_IMAGES = 8
+"""Up to this many images (the quick pass), reference outputs are computed once and kept for every variant."""
+SQNR_CAP_DB = 60.0
+"""Output SQNR above this counts as lossless when ranking variants (the float reference scores this)."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Which layers of the entry change precision: node names kept float, tensors given 16-bit activations."""
+
+    float_nodes: tuple[str, ...] = ()
+    int16_tensors: tuple[str, ...] = ()
+
+    def label(self) -> str:
+        parts = []
+        if self.float_nodes:
+            parts.append(f"float {len(self.float_nodes)} node(s)")
+        if self.int16_tensors:
+            parts.append(f"int16 {len(self.int16_tensors)} tensor(s)")
+        return ", ".join(parts) or "as configured"
+
+
+def lenient_sqnr_db(x: np.ndarray, y: np.ndarray) -> float | None:
+    """SQNR for ranking: a target of zeros scores 0 dB (no signal survives), NaN/Inf too; None if ``x`` is 0."""
+    a = np.asarray(x, np.float64).reshape(-1)
+    b = np.asarray(y, np.float64).reshape(-1)
+    if a.shape != b.shape or not np.isfinite(b).all():
+        return 0.0
+    xx = float(a @ a)
+    if xx == 0.0:
+        return None
+    d = a - b
+    dd = float(d @ d)
+    return SQNR_CAP_DB if dd == 0.0 else min(SQNR_CAP_DB, 10.0 * math.log10(xx / dd))
+
+
+@dataclass
+class OutputQuality:
+    """Mean lenient SQNR per output and slice; ``value`` is the worst of them (capped at SQNR_CAP_DB)."""
+
+    per_output: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def value(self) -> float:
+        return min(self.per_output.values()) if self.per_output else math.nan
+
+    @property
+    def worst(self) -> str:
+        return min(self.per_output, key=lambda k: self.per_output[k]) if self.per_output else ""
+
+
+class Variants:
+    """Builds and measures variants of ``stages.spec`` (target kind ``ort-int8`` only)."""
+
+    def __init__(self, stages: ModelStages) -> None:
+        target = stages.spec.target
+        if not isinstance(target, OrtInt8Target):
+            raise ConfigError(
+                f"{stages.spec.name}: sensitivity and advice re-quantize the reference, which needs target kind "
+                f"'ort-int8' (this entry has {target.kind!r})."
+            )
+        self.stages = stages
+        self.spec = stages.spec
+        self.base: OrtInt8Target = target
+        self.cache = stages.ctx.cache
+        self.quantized = 0
+        self._reference_outputs: list[tuple[int, dict[str, np.ndarray]]] | None = None
+
+    # -- building -------------------------------------------------------------------------------------------
+    def settings(self, variant: Variant) -> OrtInt8Target:
+        nodes = tuple(dict.fromkeys([*self.base.float_nodes, *variant.float_nodes]))
+        return self.base.model_copy(update={"float_nodes": nodes})
+
+    def spec_for(self, variant: Variant, name: str | None = None) -> ModelSpec:
+        label = name or f"{self.spec.name}~{stable_hash(variant.float_nodes, variant.int16_tensors)[:8]}"
+        return self.spec.model_copy(update={"name": label, "target": self.settings(variant)})
+
+    def key(self, variant: Variant) -> str:
+        if not variant.int16_tensors:
+            return ModelStages(self.spec_for(variant), self.stages.ctx).target_key()
+        assert self.spec.calibration is not None
+        return stable_hash(
+            "ort-int8+int16",
+            file_sha256(self.spec.reference),
+            self.settings(variant).model_dump(mode="json"),
+            sorted(variant.int16_tensors),
+            self.spec.preprocess.model_dump(mode="json"),
+            load_image_set(self.spec.calibration).fingerprint(),
+            ort_version(),
+        )
+
+    def runner(self, variant: Variant) -> OrtRunner:
+        if not variant.int16_tensors:
+            stages = ModelStages(self.spec_for(variant), self.stages.ctx)
+            misses = len(self.cache.misses)
+            runner = stages.target()
+            self.quantized += any(m.startswith("quantized/") for m in self.cache.misses[misses:])
+            assert isinstance(runner, OrtRunner)  # an ort-int8 entry quantizes to an ONNX file
+            return runner
+        key = self.key(variant)
+        with self.cache.locked("quantized-int16", key) as folder:
+            path = folder / "model.qdq.onnx"
+            if not self.cache.fresh(path):
+                quantize_with_int16(self.spec, self.settings(variant), variant.int16_tensors, path, self.stages)
+                self.quantized += 1
+                self.cache.misses.append(f"quantized-int16/{key}")
+            else:
+                self.cache.hits.append(f"quantized-int16/{key}")
+        return OrtRunner(f"{self.spec.name} ({variant.label()})", path)
+
+    # -- measuring ------------------------------------------------------------------------------------------
+    def feeds(self, limit: int | None = None) -> Iterator[tuple[int, dict[str, np.ndarray], Any]]:
+        name, size = self.stages.io()
+        for n, item in enumerate(iter_feeds(self.spec, self.stages.eval_images(), name, size)):
+            if limit is not None and n >= limit:
+                return
+            yield item
+
+    def quick_quality(self, variant: Variant, images: int) -> OutputQuality:
+        """Output SQNR (worst output or slice) on the first ``images`` evaluation images; cached."""
+        key = stable_hash("quick", self.key(variant), self.stages.eval_images().fingerprint(), images, self._outs())
+        with self.cache.locked("diagnose-quick", key):
+            cached = self.cache.load_json("diagnose-quick", key)
+            if cached is not None:
+                return OutputQuality(dict(cached))
+            runner = self.runner(variant)
+            if images <= KEEP_REFERENCE_IMAGES:  # the quick pass: keep the few reference outputs for every variant
+                if self._reference_outputs is None or len(self._reference_outputs) < images:
+                    self._reference_outputs = [(i, self.stages.reference.run(f)) for i, f, _ in self.feeds(images)]
+                pairs: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]] = (
+                    (ref, runner.run(f))
+                    for (_, ref), (_, f, _) in zip(self._reference_outputs, self.feeds(images), strict=False)
+                )
+            else:  # every image: stream, recomputing the reference, so memory does not grow with images
+                pairs = ((self.stages.reference.run(f), runner.run(f)) for _, f, _ in self.feeds(images))
+            quality = output_quality(self.spec, pairs)
+            self.cache.save_json("diagnose-quick", key, quality.per_output)
+            return quality
+
+    def reference_quality(self) -> OutputQuality:
+        """What the float reference scores against itself: every output at the cap."""
+        names = list(self.stages.reference.graph().outputs)
+        keys = [*names, *(f"{o}[{s}]" for o, spec in self.spec.outputs.items() for s in spec.slices)]
+        return OutputQuality(dict.fromkeys(keys, SQNR_CAP_DB))
+
+    def _outs(self) -> dict[str, Any]:
+        return {k: v.model_dump(mode="json") for k, v in self.spec.outputs.items()}
+
+    def outputs(self, variant: Variant) -> Comparison:
+        """Final outputs and declared slices against the reference on every evaluation image (gate metrics)."""
+        key = stable_hash("outputs", self.key(variant), self.stages.eval_images().fingerprint(), self._outs())
+        with self.cache.locked("diagnose-outputs", key):
+            cached = self.cache.load_json("diagnose-outputs", key)
+            if cached is not None:
+                return Comparison.from_json(cached)
+            runner = self.runner(variant)
+            result = compare_outputs(self.spec, self.stages.reference, runner, ((i, f) for i, f, _ in self.feeds()))
+            self.cache.save_json("diagnose-outputs", key, result.to_json())
+            return result
+
+    def accuracy(self, variant: Variant) -> AccuracyResult:
+        """COCO AP of both sides, the drop and agreement AP on every evaluation image; cached."""
+        task = self.spec.task
+        if task is None:
+            raise ConfigError(f"{self.spec.name}: the accuracy metric needs a 'task' section (decoder, class_names).")
+        key = stable_hash(
+            "accuracy",
+            self.key(variant),
+            task.model_dump(mode="json"),
+            self.stages.eval_images().fingerprint(),
+        )
+        with self.cache.locked("diagnose-accuracy", key):
+            cached = self.cache.load_json("diagnose-accuracy", key)
+            if cached is not None:
+                return AccuracyResult.from_json(cached)
+            runner = self.runner(variant)
+            _, size = self.stages.io()
+            names = task.names()
+            images = self.stages.eval_images()
+            ref, tgt, sizes = collect(task, self.stages.reference, runner, self.feeds(), size, len(names))
+            result = score(task, ref, tgt, sizes, images.coco, names)
+            self.cache.save_json("diagnose-accuracy", key, result.to_json())
+            return result
+
+
+def output_quality(
+    spec: ModelSpec, pairs: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]]
+) -> OutputQuality:
+    sums: dict[str, list[float]] = {}  # key -> [sum of per-image SQNR, images]: constant memory
+    for ref, out in pairs:
+        for name, a in ref.items():
+            b = out.get(name)
+            if b is None:
+                raise ModelError(f"{spec.name}: a variant produced no output {name!r} (it has {sorted(out)}).")
+            pieces = [(name, a, b)]
+            ospec = spec.outputs.get(name)
+            for sname, sspec in ospec.slices.items() if ospec else ():
+                pieces.append((f"{name}[{sname}]", slice_array(a, sspec, name), slice_array(b, sspec, name)))
+            for key, x, y in pieces:
+                value = lenient_sqnr_db(x, y)
+                if value is not None:
+                    acc = sums.setdefault(key, [0.0, 0.0])
+                    acc[0] += value
+                    acc[1] += 1.0
+    return OutputQuality({k: total / count for k, (total, count) in sums.items()})
+
+
+def compare_outputs(
+    spec: ModelSpec, reference: Runner, target: Runner, feeds: Iterable[tuple[int, Mapping[str, np.ndarray]]]
+) -> Comparison:
+    """The output half of :func:`qc.compare.layerwise.compare_stream`: final outputs and slices, streamed."""
+    names = list(reference.graph().outputs)
+    acc: dict[str, MetricAccumulator] = {}
+    shapes: dict[str, str] = {}
+    images = 0
+    for image_id, feed in feeds:
+        images += 1
+        ref, out = reference.run(feed), target.run(feed)
+        for name in names:
+            a, b = ref[name], out.get(name)
+            if b is None:
+                raise MetricError(f"{spec.name}: the variant produced no output {name!r} (it has {sorted(out)}).")
+            pieces = [(name, a, b)]
+            ospec = spec.outputs.get(name)
+            for sname, sspec in ospec.slices.items() if ospec else ():
+                pieces.append((f"{name}[{sname}]", slice_array(a, sspec, name), slice_array(b, sspec, name)))
+            for key, x, y in pieces:
+                shapes.setdefault(key, _fmt(x.shape))
+                if x.shape == y.shape:
+                    stats = pair_stats(x, y)
+                else:
+                    stats = PairStats(math.nan, math.nan, math.nan, math.nan, f"shape {x.shape} vs target {y.shape}")
+                acc.setdefault(key, MetricAccumulator()).add(stats, image_id)
+    result = Comparison(model=spec.name, images=images)
+    for key, running in acc.items():
+        tensor, _, rest = key.partition("[")
+        result.outputs.append(OutputRow(key, tensor, rest[:-1] or None, shapes.get(key, "?"), running.summary()))
+    return result
+
+
+def quantize_with_int16(
+    spec: ModelSpec, settings: QuantSettings, tensors: Sequence[str], out: Path, stages: ModelStages
+) -> int:
+    """``quantize_int8`` with onnxruntime TensorQuantOverrides giving ``tensors`` 16-bit (QUInt16) activations."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from qc.runners.quantize import float_node_names, rename_clashing_initializers
+
+    assert spec.calibration is not None
+    model = onnx.load(str(spec.reference))
+    produced = {o for n in model.graph.node for o in n.output}
+    unknown = [t for t in tensors if t not in produced]
+    if unknown:
+        raise ConfigError(f"{spec.name}: no tensor named {unknown} in the model; cannot give them 16-bit activations.")
+    exclude = float_node_names(model, settings, spec.name)
+    renamed = rename_clashing_initializers(model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    source = out.with_suffix(".source.onnx")
+    onnx.save(model, str(source))
+    if renamed:
+        log.warning("%s: renamed %s before quantizing (onnxruntime would clobber them)", spec.name, renamed)
+    op_types = sorted({n.op_type for n in model.graph.node} - set(settings.float_op_types) - {"Constant"})
+    method = CalibrationMethod.Percentile if settings.activation_quantizer == "enhanced" else CalibrationMethod.MinMax
+    extra: dict[str, Any] = {
+        "ActivationSymmetric": settings.activation_quantizer == "symmetric",
+        "WeightSymmetric": True,
+        "CalibPercentile": 99.999,
+        "TensorQuantOverrides": {t: [{"quant_type": QuantType.QUInt16}] for t in tensors},
+    }
+    name, size = stages.io()
+    calib = load_image_set(spec.calibration)
+    feeds = iter(f for _, f, _ in iter_feeds(spec, calib, name, size))
+    count = 0
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            nonlocal count
+            item = next(feeds, None)
+            count += item is not None
+            return item
+
+    tmp = out.with_suffix(".tmp.onnx")
+    try:
+        quantize_static(
+            str(source),
+            str(tmp),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=op_types,
+            per_channel=settings.per_channel,
+            activation_type=QuantType.QUInt16 if settings.activation_bitwidth == 16 else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude,
+            calibrate_method=method,
+            extra_options=extra,
+        )
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise ModelError(
+            f"{spec.name}: onnxruntime quantize_static failed with 16-bit overrides for {list(tensors)}: {exc}"
+        ) from None
+    finally:
+        source.unlink(missing_ok=True)
+    if count == 0:
+        tmp.unlink(missing_ok=True)
+        raise ModelError(f"{spec.name}: the calibration set produced no inputs; quantization needs at least one image.")
+    tmp.replace(out)
+    return count

@@ -1,0 +1,54 @@
+"""The whole diagnosis on the tiny detector (no task: output SQNR drives sensitivity, output gates the advice)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from qc.cache import StageCache
+from qc.config import load_models
+from qc.diagnose.report import write_diagnosis, write_pattern_items, write_patterns_from_reports
+from qc.diagnose.stage import diagnose
+from qc.pipeline import Context, ModelStages
+from tests.models import tiny_project
+
+
+def test_tiny_detector_origin_sensitivity_and_verified_advice(tmp_path: Path) -> None:
+    path = tiny_project(tmp_path, [{"name": "tiny", "out": 0.9, "sqnr": 10.0}])
+    (spec,) = load_models(path)
+    spec = spec.model_copy(update={"diagnose": spec.diagnose.model_copy(update={"top_k": 3, "max_float_layers": 3})})
+    stages = ModelStages(spec, Context(StageCache(tmp_path / "cache"), tmp_path / "reports"))
+    d = diagnose(stages)
+    assert d.failing_gates == ["output_cosine", "output_sqnr"]
+    origins = {o.tensor: o for o in d.origins}
+    assert origins["pred"].severity == "collapse"
+    assert origins["pred"].pattern == "Concat of mixed ranges"  # x100 boxes next to 0..1 scores
+    assert any("pred[scores] fed reference inputs: local cosine undefined" in r for r in origins["pred"].reasons)
+    sens = d.sensitivity
+    assert sens is not None
+    assert sens.metric == "output_sqnr"
+    assert sens.rows[0].node == "concat"
+    advice = d.advice
+    assert advice is not None
+    assert advice.goal == ["output_cosine", "output_sqnr"]
+    assert advice.layers == ["concat"]
+    assert advice.verification is not None
+    assert advice.verification.passed, advice.message
+    folder = tmp_path / "reports" / "tiny"
+    write_diagnosis(d, folder)
+    write_pattern_items(d, folder)
+    patterns = write_patterns_from_reports(tmp_path / "reports").read_text().splitlines()
+    assert patterns[1].startswith("Concat,Concat of mixed ranges,1,1,")
+    advised = load_models_from(folder / "advised.models.yaml", tmp_path)
+    assert advised == ("concat",)
+    overrides = json.loads((folder / "snpe_overrides.json").read_text())
+    assert overrides["activation_encodings"] == {"pred": [{"bitwidth": 16, "dtype": "float"}]}
+
+
+def load_models_from(file: Path, project: Path) -> tuple[str, ...]:
+    """The advised entry, loaded from the project folder (its paths are absolute)."""
+    target = project / "advised.yaml"
+    target.write_text(file.read_text())
+    (advised,) = load_models(target)
+    assert advised.name == "tiny-advised"
+    return tuple(getattr(advised.target, "float_nodes", ()))
