@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from qc.config import ModelSpec
 from qc.diagnose.cli import add_parser as add_diagnose_parser
 from qc.errors import QcError
+from qc.pipeline import ModelStages
 
 
 def _cmd_assets(args: argparse.Namespace) -> int:
@@ -34,27 +34,22 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _select(models: str, name: str) -> ModelSpec:
-    from qc.config import load_models
-    from qc.errors import ConfigError
+def _stages(args: argparse.Namespace) -> ModelStages:
+    from qc.pipeline import open_stages
 
-    specs = load_models(Path(models))
-    for spec in specs:
-        if spec.name == name:
-            return spec
-    raise ConfigError(f"{models}: no model named {name!r} (models: {', '.join(s.name for s in specs)}).")
+    return open_stages(Path(args.models), [args.model], Path(args.report_dir), args.images)[0]
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from qc import gates
-    from qc.cache import StageCache
-    from qc.config import default_cache_dir
-    from qc.pipeline import Context, ModelStages
     from qc.report.tables import fmt, write_comparison
 
-    spec = _select(args.models, args.model)
-    ctx = Context(StageCache(default_cache_dir() / "stages"), Path(args.report_dir), args.images)
-    result = ModelStages(spec, ctx).comparison()
+    stages = _stages(args)
+    spec, ctx = stages.spec, stages.ctx
+    try:
+        result = stages.comparison()
+    finally:
+        stages.close()
     files = write_comparison(result, ctx.report_dir / spec.name)
     print(f"{'#':>3}  {'tensor':40} {'op_type':12} {'cosine':>8} {'sqnr_db':>8}")
     for layer in result.layers:
@@ -76,15 +71,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from qc import gates
-    from qc.cache import StageCache
-    from qc.config import default_cache_dir
-    from qc.pipeline import Context, ModelStages
     from qc.report.accuracy import write_accuracy
 
-    spec = _select(args.models, args.model)
-    ctx = Context(StageCache(default_cache_dir() / "stages"), Path(args.report_dir), args.images)
-    stages = ModelStages(spec, ctx)
-    result, ref, tgt = stages.accuracy()
+    stages = _stages(args)
+    spec, ctx = stages.spec, stages.ctx
+    try:
+        result, ref, tgt = stages.accuracy()
+    finally:
+        stages.close()
     assert spec.task is not None
     write_accuracy(
         result,

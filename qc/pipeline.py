@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ import numpy as np
 from qc.cache import StageCache, stable_hash
 from qc.compare.layerwise import Comparison, compare_stream
 from qc.compare.matching import match_qdq
-from qc.config import ModelSpec, OnnxTarget, OrtInt8Target
+from qc.config import DeviceSpec, ModelSpec, OnnxTarget, OrtInt8Target, SnpeTarget, default_cache_dir
 from qc.data.images import ImageSet, file_sha256, iter_images, load_image_set
 from qc.data.preprocess import Transform, preprocess
 from qc.errors import ConfigError, ModelError
@@ -24,6 +24,7 @@ from qc.eval.accuracy import AccuracyResult, DetectionSet, collect, score
 from qc.runners.base import GraphTensors
 from qc.runners.ort import OrtRunner
 from qc.runners.quantize import quantize_int8
+from qc.snpe.runner import SnpeRunner, maybe_session
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ class Context:
     cache: StageCache
     report_dir: Path
     image_limit: int | None = None
+    devices: tuple[DeviceSpec, ...] = field(default_factory=tuple)
+    """The top-level ``devices`` list of models.yaml (``load_project``): the pools of ``kind: snpe`` targets."""
+    device_lock_dir: Path | None = None
+    """Where device lease lock files live (default ``<cache dir>/devices``: shared by every run on this machine)."""
 
 
 def input_layout(spec: ModelSpec, graph: GraphTensors) -> tuple[str, tuple[int, int]]:
@@ -97,7 +102,7 @@ class ModelStages:
         self.spec = spec
         self.ctx = ctx
         self.reference = OrtRunner(f"{spec.name} (reference)", spec.reference)
-        self._target: OrtRunner | None = None
+        self._target: OrtRunner | SnpeRunner | None = None
         self._eval: ImageSet | None = None
 
     # -- inputs ---------------------------------------------------------------------------------------------
@@ -121,6 +126,8 @@ class ModelStages:
         target = spec.target
         if isinstance(target, OnnxTarget):
             return stable_hash("onnx", file_sha256(target.model))
+        if isinstance(target, SnpeTarget):  # the DLC decides the results; batch size or devices do not
+            return stable_hash("snpe", file_sha256(target.dlc), target.runtime, target.native_io)
         assert spec.calibration is not None
         calib = load_image_set(spec.calibration)
         return stable_hash(
@@ -132,12 +139,28 @@ class ModelStages:
             ort_version(),
         )
 
-    def target(self) -> OrtRunner:
+    def target(self) -> OrtRunner | SnpeRunner:
         if self._target is not None:
             return self._target
         target = self.spec.target
         if isinstance(target, OnnxTarget):
             self._target = OrtRunner(f"{self.spec.name} (target)", target.model)
+            return self._target
+        if isinstance(target, SnpeTarget):  # a DLC: nothing to quantize
+            if not self.ctx.devices:
+                raise ConfigError(
+                    f"{self.spec.name}: target kind 'snpe' needs the 'devices' list of models.yaml "
+                    "(load it with qc.config.load_project)."
+                )
+            self._target = SnpeRunner(
+                f"{self.spec.name} (target)",
+                target,
+                self.ctx.devices,
+                reference=self.reference.graph,
+                input_layout=self.spec.preprocess.layout,
+                lock_dir=self.ctx.device_lock_dir or default_cache_dir() / "devices",
+                cache_dir=self.ctx.cache.root / "snpe",
+            )
             return self._target
         assert isinstance(target, OrtInt8Target)
         key = self.target_key()
@@ -171,21 +194,53 @@ class ModelStages:
 
     def comparison(self) -> Comparison:
         key = self.comparison_key()
-        with self.ctx.cache.locked("comparison", key):
+        with self.ctx.cache.locked("comparison", key) as folder:
             cached = self.ctx.cache.load_json("comparison", key)
             if cached is not None:
+                self._copy_tensor_map(folder)
                 return Comparison.from_json(cached)
             target = self.target()
             name, size = self.io()
-            matches = match_qdq(self.reference.graph(), target.graph())
             feeds = ((image_id, feed) for image_id, feed, _ in iter_feeds(self.spec, self.eval_images(), name, size))
-            result = compare_stream(self.spec.name, self.reference, target, matches, feeds, self.spec.outputs)
-            result.notes.append(
-                f"target model: {target.model_path()}; intermediates are the values consumers read "
-                "(DequantizeLinear outputs); final outputs come from the model as onnxruntime runs it."
-            )
+            if isinstance(target, SnpeRunner):
+                snpe_matches = target.tensor_map()
+                self._write_tensor_map(target, folder)
+                with target.session():
+                    result = compare_stream(
+                        self.spec.name, self.reference, target, list(snpe_matches), feeds, self.spec.outputs
+                    )
+                result.notes.append(
+                    f"target DLC: {target.model_path()}; intermediates from snpe-net-run --debug (float32), final "
+                    "outputs from the native output files, dequantized; DLC tensors matched by name and layout "
+                    "(tensor_map.csv), returned in the ONNX layout."
+                )
+            else:
+                matches = match_qdq(self.reference.graph(), target.graph())
+                result = compare_stream(self.spec.name, self.reference, target, matches, feeds, self.spec.outputs)
+                result.notes.append(
+                    f"target model: {target.model_path()}; intermediates are the values consumers read "
+                    "(DequantizeLinear outputs); final outputs come from the model as onnxruntime runs it."
+                )
             self.ctx.cache.save_json("comparison", key, result.to_json())
             return result
+
+    def _write_tensor_map(self, target: SnpeRunner, folder: Path) -> None:
+        """``tensor_map.csv`` (reference tensor, DLC tensor, how, permutation) into the cache entry and the report."""
+        from qc.cache import atomic_write_text
+        from qc.compare.matching import TENSOR_MAP_COLUMNS
+        from qc.report.tables import to_csv
+
+        atomic_write_text(folder / "tensor_map.csv", to_csv(TENSOR_MAP_COLUMNS, target.tensor_map_rows()))
+        self._copy_tensor_map(folder)
+
+    def _copy_tensor_map(self, folder: Path) -> None:
+        source = folder / "tensor_map.csv"
+        if source.is_file():
+            from qc.cache import atomic_write_text
+
+            report = self.ctx.report_dir / self.spec.name
+            report.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(report / "tensor_map.csv", source.read_text(encoding="utf-8"))
 
     # -- accuracy -------------------------------------------------------------------------------------------
     def accuracy_key(self) -> str:
@@ -220,9 +275,28 @@ class ModelStages:
             images = self.eval_images()
             names = task.names()
             feeds = ((i, f, t) for i, f, t in iter_feeds(self.spec, images, name, size))
-            ref, tgt, sizes = collect(task, self.reference, target, feeds, size, len(names))
+            with maybe_session(target):  # SNPE: one device lease and run folder for the whole pass
+                ref, tgt, sizes = collect(task, self.reference, target, feeds, size, len(names))
             result = score(task, ref, tgt, sizes, images.coco, names)
             ref.save(folder / "reference.npz")
             tgt.save(folder / "target.npz")
             self.ctx.cache.save_json("accuracy", key, result.to_json())
             return result, ref, tgt
+
+    def close(self) -> None:
+        """Release what the target holds (nothing stays leased between stages; kept for the fixtures)."""
+        if isinstance(self._target, SnpeRunner):
+            self._target.close()
+
+
+def open_stages(models: Path, names: list[str], report_dir: Path, image_limit: int | None) -> list[ModelStages]:
+    """The stages of the named models of a models.yaml, sharing one context (for the CLI, outside pytest)."""
+    from qc.config import default_cache_dir, load_project
+
+    project = load_project(Path(models))
+    specs = {s.name: s for s in project.models}
+    missing = [n for n in names if n not in specs]
+    if missing:
+        raise ConfigError(f"{models}: no model named {missing} (models: {', '.join(specs)}).")
+    ctx = Context(StageCache(default_cache_dir() / "stages"), report_dir, image_limit, tuple(project.devices))
+    return [ModelStages(specs[n], ctx) for n in names]

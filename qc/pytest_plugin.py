@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from qc.config import GATES, ModelSpec, load_models
+from qc.config import GATES, DeviceSpec, ModelSpec, load_project
 from qc.errors import ConfigError, QcError
 
 SPECS_KEY = pytest.StashKey[list[ModelSpec]]()
+DEVICES_KEY = pytest.StashKey[tuple[DeviceSpec, ...]]()
 ERROR_KEY = pytest.StashKey[str]()
 
 
@@ -64,11 +65,20 @@ def load_specs(config: pytest.Config) -> list[ModelSpec]:
         if not path.is_absolute():
             path = Path(config.invocation_params.dir) / path
         try:
-            config.stash[SPECS_KEY] = load_models(path)
+            project = load_project(path)
+            config.stash[SPECS_KEY] = project.models
+            config.stash[DEVICES_KEY] = tuple(project.devices)
         except ConfigError as exc:  # reported once, cleanly, when collection finishes
             config.stash[ERROR_KEY] = str(exc)
             config.stash[SPECS_KEY] = []
+            config.stash[DEVICES_KEY] = ()
     return config.stash[SPECS_KEY]
+
+
+def load_devices(config: pytest.Config) -> tuple[DeviceSpec, ...]:
+    """The top-level ``devices`` list of the models file (the pools of ``kind: snpe`` targets)."""
+    load_specs(config)
+    return config.stash[DEVICES_KEY]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -14,7 +14,7 @@ from qc.compare.matching import TensorMatch, _fmt
 from qc.compare.metrics import MetricAccumulator, MetricSummary, PairStats, pair_stats
 from qc.config import OutputSpec, Slice
 from qc.errors import MetricError
-from qc.runners.base import Runner
+from qc.runners.base import Runner, batch_size_of, chunks, run_all_batch, run_batch
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,8 @@ def compare_stream(
     """One pass over the images; only running sums are kept, so memory does not grow with the image count.
 
     Intermediate tensors come from both runners' ``run_all``; final outputs and their slices compare the
-    reference with the target's real execution path (``run``).
+    reference with the target's real execution path (``run``). A target with a ``batch_size`` above 1 runs the
+    images in chunks of that size (``run_all_batch``/``run_batch``), so memory grows with the batch only.
     """
     matched = [m for m in matches if m.target is not None]
     layer_acc = {m.reference.name: MetricAccumulator() for m in matched}
@@ -116,33 +117,40 @@ def compare_stream(
             out_acc[f"{name}[{sname}]"] = MetricAccumulator()
     shapes: dict[str, str] = {}
     images = 0
-    for image_id, feed in feeds:
-        images += 1
-        ref_all = reference.run_all(feed)
-        tgt_all = target.run_all(feed)
-        for m in matched:
-            a, b = ref_all.get(m.reference.name), tgt_all.get(m.target or "")
-            if a is None or b is None:
-                side = "reference" if a is None else "target"
-                stats = PairStats(math.nan, math.nan, math.nan, math.nan, f"the {side} run did not produce it")
-            else:
-                stats = _stats(a, b)
-                shapes.setdefault(m.reference.name, _fmt(a.shape))
-            layer_acc[m.reference.name].add(stats, image_id)
-        del tgt_all
-        tgt_out = target.run(feed)
-        for name in output_names:
-            a = ref_all[name]
-            b = tgt_out.get(name)
-            if b is None:
-                raise MetricError(f"{model}: the target produced no output {name!r} (it has {sorted(tgt_out)}).")
-            shapes.setdefault(name, _fmt(a.shape))
-            out_acc[name].add(_stats(a, b), image_id)
-            for sname, sspec in outputs.get(name, OutputSpec()).slices.items():
-                sa, sb = slice_array(a, sspec, name), slice_array(b, sspec, name)
-                shapes.setdefault(f"{name}[{sname}]", _fmt(sa.shape))
-                out_acc[f"{name}[{sname}]"].add(_stats(sa, sb), image_id)
-        del ref_all, tgt_out
+    # A batching target (a device tool call per batch) gets images in chunks of its batch size: memory is bounded
+    # by the batch. The reference runs image by image.
+    for chunk in chunks(feeds, batch_size_of(target)):
+        chunk_feeds = [feed for _, feed in chunk]
+        tgt_alls = run_all_batch(target, chunk_feeds)
+        tgt_outs = run_batch(target, chunk_feeds)
+        for k, (image_id, feed) in enumerate(chunk):
+            images += 1
+            ref_all = reference.run_all(feed)
+            tgt_all, tgt_alls[k] = tgt_alls[k], {}
+            for m in matched:
+                a, b = ref_all.get(m.reference.name), tgt_all.get(m.target or "")
+                if a is None or b is None:
+                    side = "reference" if a is None else "target"
+                    stats = PairStats(math.nan, math.nan, math.nan, math.nan, f"the {side} run did not produce it")
+                else:
+                    stats = _stats(a, b)
+                    shapes.setdefault(m.reference.name, _fmt(a.shape))
+                layer_acc[m.reference.name].add(stats, image_id)
+            del tgt_all
+            tgt_out, tgt_outs[k] = tgt_outs[k], {}
+            for name in output_names:
+                a = ref_all[name]
+                b = tgt_out.get(name)
+                if b is None:
+                    raise MetricError(f"{model}: the target produced no output {name!r} (it has {sorted(tgt_out)}).")
+                shapes.setdefault(name, _fmt(a.shape))
+                out_acc[name].add(_stats(a, b), image_id)
+                for sname, sspec in outputs.get(name, OutputSpec()).slices.items():
+                    sa, sb = slice_array(a, sspec, name), slice_array(b, sspec, name)
+                    shapes.setdefault(f"{name}[{sname}]", _fmt(sa.shape))
+                    out_acc[f"{name}[{sname}]"].add(_stats(sa, sb), image_id)
+            del ref_all, tgt_out
+        del tgt_alls, tgt_outs
     result = Comparison(model=model, images=images)
     for m in matched:
         result.layers.append(

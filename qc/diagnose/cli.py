@@ -7,8 +7,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from qc.errors import ConfigError
-
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``diagnose`` sub-command on ``qc``'s sub-parsers (``build_parser``'s ``sub``)."""
@@ -30,21 +28,17 @@ def _fmt(value: float | None, spec: str = ".4f") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qc.cache import StageCache
-    from qc.config import default_cache_dir, load_models
     from qc.diagnose.report import write_diagnosis, write_pattern_items, write_patterns_from_reports
     from qc.diagnose.stage import Diagnosis, diagnose
-    from qc.pipeline import Context, ModelStages
+    from qc.pipeline import open_stages
 
-    specs = {s.name: s for s in load_models(Path(args.models))}
-    missing = [m for m in args.model if m not in specs]
-    if missing:
-        raise ConfigError(f"{args.models}: no model named {missing} (models: {', '.join(specs)}).")
-    ctx = Context(StageCache(default_cache_dir() / "stages"), Path(args.report_dir), args.images)
+    all_stages = open_stages(Path(args.models), list(args.model), Path(args.report_dir), args.images)
+    ctx = all_stages[0].ctx
     failed = 0
     done: list[Diagnosis] = []
-    for name in args.model:
-        d = diagnose(ModelStages(specs[name], ctx))
+    for stages in all_stages:
+        name = stages.spec.name
+        d = diagnose(stages)
         done.append(d)
         folder = ctx.report_dir / name
         files = write_diagnosis(d, folder)

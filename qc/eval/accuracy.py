@@ -17,7 +17,7 @@ from qc.eval.coco import CocoScores, agreement_ap, category_map_by_name, evaluat
 from qc.eval.decoders import DecodeSettings, get_decoder
 from qc.eval.pictures import disagreement
 from qc.eval.types import BoxInverse, Detections
-from qc.runners.base import Runner
+from qc.runners.base import Runner, batch_size_of, chunks, run_batch
 
 
 @dataclass
@@ -137,18 +137,22 @@ def collect(
     input_hw: tuple[int, int],
     num_classes: int,
 ) -> tuple[DetectionSet, DetectionSet, dict[int, tuple[int, int]]]:
-    """Run both sides image by image and keep only their decoded detections (never the tensors)."""
+    """Run both sides image by image (a batching target: chunk by chunk) and keep only the decoded detections."""
     decoder = get_decoder(task.decoder)
     settings = decode_settings(task, input_hw, num_classes)
     ref, tgt = DetectionSet(), DetectionSet()
     sizes: dict[int, tuple[int, int]] = {}
-    for image_id, feed, inverse in feeds:
-        ref_raw = decoder(reference.run(feed), settings)[0]
-        tgt_raw = decoder(target.run(feed), settings)[0]
-        ref.by_image[image_id] = ref_raw.to_original(inverse)
-        tgt.by_image[image_id] = tgt_raw.to_original(inverse)
-        orig_w, orig_h = getattr(inverse, "orig_w", 0), getattr(inverse, "orig_h", 0)
-        sizes[image_id] = (int(orig_w), int(orig_h))
+    for chunk in chunks(feeds, batch_size_of(target)):  # a batching target runs a chunk per call
+        tgt_outs = run_batch(target, [feed for _, feed, _ in chunk])
+        for k, (image_id, feed, inverse) in enumerate(chunk):
+            ref_raw = decoder(reference.run(feed), settings)[0]
+            tgt_out, tgt_outs[k] = tgt_outs[k], {}
+            tgt_raw = decoder(tgt_out, settings)[0]
+            del tgt_out
+            ref.by_image[image_id] = ref_raw.to_original(inverse)
+            tgt.by_image[image_id] = tgt_raw.to_original(inverse)
+            orig_w, orig_h = getattr(inverse, "orig_w", 0), getattr(inverse, "orig_h", 0)
+            sizes[image_id] = (int(orig_w), int(orig_h))
     return ref, tgt, sizes
 
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
+from qc.errors import ModelError
 from qc.speed import LatencyStats, LayerProfile
 
 TensorDict = dict[str, np.ndarray]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -65,3 +67,57 @@ class Runner(Protocol):
 
     def model_path(self) -> Path:
         """The model file the runner executes (for reports and cache keys)."""
+
+
+class BatchRunner(Runner, Protocol):
+    """A runner that is cheaper per image when given several at once (a device tool call per batch).
+
+    Callers process images in chunks of ``batch_size`` (:func:`chunks`), so memory is bounded by the batch.
+    """
+
+    batch_size: int
+
+    def run_batch(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[TensorDict]:
+        """:meth:`Runner.run` for each feed, in order."""
+
+    def run_all_batch(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[TensorDict]:
+        """:meth:`Runner.run_all` for each feed, in order."""
+
+
+def batch_size_of(runner: object) -> int:
+    """The runner's ``batch_size`` (1 for runners without one)."""
+    size = getattr(runner, "batch_size", 1)
+    return size if isinstance(size, int) and size > 0 else 1
+
+
+def run_batch(runner: Runner, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[TensorDict]:
+    """``runner.run_batch`` when it has one, else ``runner.run`` image by image."""
+    method = getattr(runner, "run_batch", None)
+    outs = list(method(feeds)) if callable(method) else [runner.run(f) for f in feeds]
+    _check_count(runner, "run_batch", outs, feeds)
+    return outs
+
+
+def run_all_batch(runner: Runner, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[TensorDict]:
+    """``runner.run_all_batch`` when it has one, else ``runner.run_all`` image by image."""
+    method = getattr(runner, "run_all_batch", None)
+    outs = list(method(feeds)) if callable(method) else [runner.run_all(f) for f in feeds]
+    _check_count(runner, "run_all_batch", outs, feeds)
+    return outs
+
+
+def _check_count(runner: Runner, what: str, outs: Sequence[object], feeds: Sequence[object]) -> None:
+    if len(outs) != len(feeds):
+        raise ModelError(f"{runner.name}: {what} returned {len(outs)} results for {len(feeds)} inputs.")
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of at most ``size`` items (lazily: only one chunk is held at a time)."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= max(1, size):
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

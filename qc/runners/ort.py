@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,9 @@ class OrtRunner:
     intermediates are the fake-quantized values the next layer reads (as ``snpe-net-run --debug`` dumps them).
     """
 
+    batch_size = 1
+    """One image per call: :meth:`run_batch` and :meth:`run_all_batch` just loop."""
+
     def __init__(self, name: str, path: Path, *, threads: int = 0) -> None:
         self.name = name
         self._path = path
@@ -166,6 +169,12 @@ class OrtRunner:
             self._debug_outputs = [o.name for o in self._debug_session.get_outputs()]
         outs = self._guarded(self._debug_session, feeds)
         return {n: np.asarray(v) for n, v in zip(self._debug_outputs, outs, strict=True)}
+
+    def run_batch(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[TensorDict]:
+        return [self.run(f) for f in feeds]
+
+    def run_all_batch(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[TensorDict]:
+        return [self.run_all(f) for f in feeds]
 
     def _guarded(self, session: Any, feeds: Mapping[str, np.ndarray]) -> list[Any]:
         try:

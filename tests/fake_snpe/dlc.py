@@ -1,0 +1,66 @@
+"""Build a fake ``.dlc`` (a zip the fake toolkit reads) from an ONNX model and calibration inputs."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from qc.runners.ort import OrtRunner
+
+
+def tf_encoding(lo: float, hi: float, bitwidth: int = 8) -> dict[str, float]:
+    """SNPE's ``tf`` quantizer: the range widened to hold 0, zero exactly representable."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    levels = 2**bitwidth - 1
+    if hi - lo < 1e-8:
+        hi = lo + 1e-8 * levels
+    scale = (hi - lo) / levels
+    offset = float(round(lo / scale))
+    return {
+        "bitwidth": bitwidth,
+        "min": offset * scale,
+        "max": (offset + levels) * scale,
+        "scale": scale,
+        "offset": offset,
+    }
+
+
+def build_dlc(
+    onnx_path: Path,
+    calibration: Iterable[Mapping[str, np.ndarray]],
+    out: Path,
+    *,
+    float_tensors: Iterable[str] = (),
+    graph: str = "model",
+) -> Path:
+    """Run the FP32 model on the calibration inputs (every tensor exposed), record each float tensor's shape and
+    min/max, and write ``out``: a zip with ``model.onnx``, ``encodings.json`` (8-bit tf encodings of every tensor
+    except ``float_tensors``) and ``tensors.json`` (ONNX shapes)."""
+    runner = OrtRunner("fake-dlc calibration", onnx_path)
+    lo: dict[str, float] = {}
+    hi: dict[str, float] = {}
+    shapes: dict[str, list[int]] = {}
+    count = 0
+    for feed in calibration:
+        count += 1
+        values = {**{k: np.asarray(v) for k, v in feed.items()}, **runner.run_all(feed)}
+        for name, value in values.items():
+            if value.dtype.kind != "f":
+                continue
+            shapes[name] = list(value.shape)
+            lo[name] = min(lo.get(name, np.inf), float(value.min()))
+            hi[name] = max(hi.get(name, -np.inf), float(value.max()))
+    if count == 0:
+        raise ValueError("build_dlc needs at least one calibration input")
+    skip = set(float_tensors)
+    encodings = {n: tf_encoding(lo[n], hi[n]) for n in shapes if n not in skip}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.write(onnx_path, "model.onnx")
+        z.writestr("encodings.json", json.dumps(encodings, indent=1, sort_keys=True))
+        z.writestr("tensors.json", json.dumps({"graph": graph, "shapes": shapes}, indent=1))
+    return out
