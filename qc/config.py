@@ -49,6 +49,9 @@ class QuantSettings(Strict):
     float_downstream_of: tuple[str, ...] = Field(
         default=(), description="Tensor names: every node that consumes them, directly or not, stays in float."
     )
+    int16_tensors: tuple[str, ...] = Field(
+        default=(), description="Tensors whose activations are quantized to 16 bits (mixed precision overrides)."
+    )
 
 
 class OrtInt8Target(QuantSettings):

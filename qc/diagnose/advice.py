@@ -224,9 +224,16 @@ def _templated(value: Any) -> Any:
 
 
 def yaml_entry(
-    spec: ModelSpec, float_nodes: Sequence[str], verdicts: Sequence[GateVerdict], *, note: str = "", what: str = ""
+    spec: ModelSpec,
+    float_nodes: Sequence[str],
+    verdicts: Sequence[GateVerdict],
+    *,
+    note: str = "",
+    what: str = "",
+    int16_tensors: Sequence[str] = (),
 ) -> str:
-    """A complete models.yaml list item ``<name>-advised``: the entry with ``float_nodes`` added.
+    """A complete models.yaml list item ``<name>-advised``: the entry with ``float_nodes`` (or ``int16_tensors``)
+    added.
 
     ``expect`` is set to ``fail`` for each verified gate that failed, so adding the entry keeps the bench green
     while recording what the advice does not fix.
@@ -236,6 +243,9 @@ def yaml_entry(
     target["kind"] = spec.target.kind
     nodes = list(dict.fromkeys([*getattr(spec.target, "float_nodes", ()), *float_nodes]))
     target["float_nodes"] = nodes
+    if int16_tensors:
+        base = getattr(spec.target, "int16_tensors", ())
+        target["int16_tensors"] = list(dict.fromkeys([*base, *int16_tensors]))
     data["target"] = target
     entry: dict[str, Any] = {
         "name": f"{spec.name}-advised",

@@ -344,21 +344,15 @@ def advise(
         advice.snpe_overrides = snpe_overrides(reference_model, chosen)
     non_goal = [v for v in ver.verdicts if v.gate not in goal]
     note = "verified: " + summarize(ver.verdicts)
-    what = (
-        f"{len(advice.tensors)} tensor(s) at 16-bit activations (not expressible in models.yaml yet)"
-        if settings.advice_precision == "int16"
-        else ""
-    )
+    int16 = settings.advice_precision == "int16"
     advice.yaml_entry = yaml_entry(
-        spec, chosen if settings.advice_precision == "float" else (), non_goal, note=note, what=what
+        spec,
+        () if int16 else chosen,
+        non_goal,
+        note=note,
+        what=f"{len(advice.tensors)} tensor(s) at 16-bit activations" if int16 else "",
+        int16_tensors=advice.tensors if int16 else (),
     )
-    if settings.advice_precision == "int16":
-        advice.yaml_entry = (
-            "# NOTE: models.yaml has no per-tensor bitwidth setting yet; the 16-bit tensors are: "
-            + ", ".join(advice.tensors)
-            + "\n"
-            + advice.yaml_entry
-        )
     if ver.passed:
         advice.message = (
             f"{spec.name}: keep {len(chosen)} layer(s) in {settings.advice_precision} ({', '.join(chosen)}): the "

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,11 +22,10 @@ from qc.cache import stable_hash
 from qc.compare.layerwise import Comparison, OutputRow, slice_array
 from qc.compare.matching import _fmt
 from qc.compare.metrics import MetricAccumulator, PairStats, pair_stats
-from qc.config import ModelSpec, OrtInt8Target, QuantSettings
-from qc.data.images import file_sha256, load_image_set
+from qc.config import ModelSpec, OrtInt8Target
 from qc.errors import ConfigError, MetricError, ModelError
 from qc.eval.accuracy import AccuracyResult, collect, score
-from qc.pipeline import ModelStages, iter_feeds, ort_version
+from qc.pipeline import ModelStages, iter_feeds
 from qc.runners.base import Runner
 from qc.runners.ort import OrtRunner
 
@@ -104,44 +102,24 @@ class Variants:
     # -- building -------------------------------------------------------------------------------------------
     def settings(self, variant: Variant) -> OrtInt8Target:
         nodes = tuple(dict.fromkeys([*self.base.float_nodes, *variant.float_nodes]))
-        return self.base.model_copy(update={"float_nodes": nodes})
+        int16 = tuple(dict.fromkeys([*self.base.int16_tensors, *variant.int16_tensors]))
+        return self.base.model_copy(update={"float_nodes": nodes, "int16_tensors": int16})
 
     def spec_for(self, variant: Variant, name: str | None = None) -> ModelSpec:
         label = name or f"{self.spec.name}~{stable_hash(variant.float_nodes, variant.int16_tensors)[:8]}"
         return self.spec.model_copy(update={"name": label, "target": self.settings(variant)})
 
     def key(self, variant: Variant) -> str:
-        if not variant.int16_tensors:
-            return ModelStages(self.spec_for(variant), self.stages.ctx).target_key()
-        assert self.spec.calibration is not None
-        return stable_hash(
-            "ort-int8+int16",
-            file_sha256(self.spec.reference),
-            self.settings(variant).model_dump(mode="json"),
-            sorted(variant.int16_tensors),
-            self.spec.preprocess.model_dump(mode="json"),
-            load_image_set(self.spec.calibration).fingerprint(),
-            ort_version(),
-        )
+        return ModelStages(self.spec_for(variant), self.stages.ctx).target_key()
 
     def runner(self, variant: Variant) -> OrtRunner:
-        if not variant.int16_tensors:
-            stages = ModelStages(self.spec_for(variant), self.stages.ctx)
-            misses = len(self.cache.misses)
-            runner = stages.target()
-            self.quantized += any(m.startswith("quantized/") for m in self.cache.misses[misses:])
-            assert isinstance(runner, OrtRunner)  # an ort-int8 entry quantizes to an ONNX file
-            return runner
-        key = self.key(variant)
-        with self.cache.locked("quantized-int16", key) as folder:
-            path = folder / "model.qdq.onnx"
-            if not self.cache.fresh(path):
-                quantize_with_int16(self.spec, self.settings(variant), variant.int16_tensors, path, self.stages)
-                self.quantized += 1
-                self.cache.misses.append(f"quantized-int16/{key}")
-            else:
-                self.cache.hits.append(f"quantized-int16/{key}")
-        return OrtRunner(f"{self.spec.name} ({variant.label()})", path)
+        """The variant quantized exactly as a models.yaml entry with these settings would be (same cache)."""
+        stages = ModelStages(self.spec_for(variant), self.stages.ctx)
+        misses = len(self.cache.misses)
+        runner = stages.target()
+        self.quantized += any(m.startswith("quantized/") for m in self.cache.misses[misses:])
+        assert isinstance(runner, OrtRunner)  # an ort-int8 entry quantizes to an ONNX file
+        return runner
 
     # -- measuring ------------------------------------------------------------------------------------------
     def feeds(self, limit: int | None = None) -> Iterator[tuple[int, dict[str, np.ndarray], Any]]:
@@ -271,80 +249,3 @@ def compare_outputs(
         tensor, _, rest = key.partition("[")
         result.outputs.append(OutputRow(key, tensor, rest[:-1] or None, shapes.get(key, "?"), running.summary()))
     return result
-
-
-def quantize_with_int16(
-    spec: ModelSpec, settings: QuantSettings, tensors: Sequence[str], out: Path, stages: ModelStages
-) -> int:
-    """``quantize_int8`` with onnxruntime TensorQuantOverrides giving ``tensors`` 16-bit (QUInt16) activations."""
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    from qc.runners.quantize import float_node_names, rename_clashing_initializers
-
-    assert spec.calibration is not None
-    model = onnx.load(str(spec.reference))
-    produced = {o for n in model.graph.node for o in n.output}
-    unknown = [t for t in tensors if t not in produced]
-    if unknown:
-        raise ConfigError(f"{spec.name}: no tensor named {unknown} in the model; cannot give them 16-bit activations.")
-    exclude = float_node_names(model, settings, spec.name)
-    renamed = rename_clashing_initializers(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    source = out.with_suffix(".source.onnx")
-    onnx.save(model, str(source))
-    if renamed:
-        log.warning("%s: renamed %s before quantizing (onnxruntime would clobber them)", spec.name, renamed)
-    op_types = sorted({n.op_type for n in model.graph.node} - set(settings.float_op_types) - {"Constant"})
-    method = CalibrationMethod.Percentile if settings.activation_quantizer == "enhanced" else CalibrationMethod.MinMax
-    extra: dict[str, Any] = {
-        "ActivationSymmetric": settings.activation_quantizer == "symmetric",
-        "WeightSymmetric": True,
-        "CalibPercentile": 99.999,
-        "TensorQuantOverrides": {t: [{"quant_type": QuantType.QUInt16}] for t in tensors},
-    }
-    name, size = stages.io()
-    calib = load_image_set(spec.calibration)
-    feeds = iter(f for _, f, _ in iter_feeds(spec, calib, name, size))
-    count = 0
-
-    class Reader(CalibrationDataReader):  # type: ignore[misc]
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            nonlocal count
-            item = next(feeds, None)
-            count += item is not None
-            return item
-
-    tmp = out.with_suffix(".tmp.onnx")
-    try:
-        quantize_static(
-            str(source),
-            str(tmp),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=op_types,
-            per_channel=settings.per_channel,
-            activation_type=QuantType.QUInt16 if settings.activation_bitwidth == 16 else QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=exclude,
-            calibrate_method=method,
-            extra_options=extra,
-        )
-    except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        raise ModelError(
-            f"{spec.name}: onnxruntime quantize_static failed with 16-bit overrides for {list(tensors)}: {exc}"
-        ) from None
-    finally:
-        source.unlink(missing_ok=True)
-    if count == 0:
-        tmp.unlink(missing_ok=True)
-        raise ModelError(f"{spec.name}: the calibration set produced no inputs; quantization needs at least one image.")
-    tmp.replace(out)
-    return count

@@ -31,6 +31,11 @@ def float_node_names(model: Any, settings: QuantSettings, entry: str) -> list[st
         for t in settings.float_downstream_of
         if t not in produced
     ]
+    problems += [
+        f"{entry}: target.int16_tensors: no tensor named {t!r} in the model."
+        for t in settings.int16_tensors
+        if t not in produced
+    ]
     op_types = {n.op_type for n in graph.node}
     problems += [
         f"{entry}: target.float_op_types: op type {t!r} does not occur in the model "
@@ -127,7 +132,9 @@ def quantize_int8(
         "WeightSymmetric": True,
         "CalibPercentile": 99.999,
     }
-    if settings.activation_bitwidth == 16 and opset < 21:
+    if settings.int16_tensors:  # per-tensor 16-bit activations (SNPE: quantization overrides)
+        extra["TensorQuantOverrides"] = {t: [{"quant_type": QuantType.QUInt16}] for t in settings.int16_tensors}
+    if (settings.activation_bitwidth == 16 or settings.int16_tensors) and opset < 21:
         extra["UseQDQContribOps"] = True
     reader = _Reader(calibration)
 

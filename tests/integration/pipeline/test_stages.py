@@ -176,3 +176,18 @@ def test_initializer_named_like_a_quantizer_scale_does_not_corrupt_the_target(tm
     result = _stages(tmp_path).comparison()
     by = {r.tensor: r for r in result.layers}
     assert by["box"].metrics.cosine_mean > 0.9999
+
+
+def test_int16_tensors_rescue_the_shared_output_scale(tmp_path: Path) -> None:
+    """Mixed precision: only the concatenated output at 16 bits keeps the 0..1 scores beside the large boxes."""
+    path = tiny_project(tmp_path, [{"name": "tiny"}])
+    path.write_text(path.read_text().replace("activation_bitwidth: 8", "activation_bitwidth: 8, int16_tensors: [pred]"))
+    result = _stages(tmp_path).comparison()
+    scores = next(r for r in result.outputs if r.output == "pred[scores]")
+    assert scores.metrics.undefined is None
+    assert scores.metrics.cosine_mean > 0.99
+    by = {r.tensor: r for r in result.layers}
+    assert by["relu1"].metrics.sqnr_db_mean < 60  # the rest stays 8-bit
+    path.write_text(path.read_text().replace("int16_tensors: [pred]", "int16_tensors: [nope]"))
+    with pytest.raises(ConfigError, match=r"target\.int16_tensors: no tensor named 'nope'"):
+        _stages(tmp_path).comparison()
