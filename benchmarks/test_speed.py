@@ -17,6 +17,7 @@ from qc.graph.lint import lint
 from qc.graph.view import view_from_onnx
 from qc.pipeline import ModelStages
 from qc.report.speed import write_lint, write_speed
+from qc.snpe.graph import view_from_dlc
 from qc.snpe.runner import SnpeRunner
 from qc.speed import LatencyStats, LayerProfile
 
@@ -70,6 +71,12 @@ def test_lint(
     fixture = "target_layer_times" if qc_model.target.kind == "snpe" else "reference_layer_times"
     times = cast(LayerProfile, request.getfixturevalue(fixture))
     profile = {row.layer: row.share for row in times.rows}
-    findings = lint(view_from_onnx(onnx.load(str(qc_model.reference))), profile=profile)
+    try:
+        target = qc_stages.target()
+        # an SNPE target is linted as it runs: the DLC's own graph from snpe-dlc-info; else the ONNX reference
+        view = view_from_dlc(target.dlc_info()) if isinstance(target, SnpeRunner) else None
+    except QcError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    findings = lint(view or view_from_onnx(onnx.load(str(qc_model.reference))), profile=profile)
     write_lint(qc_stages.ctx.report_dir / qc_model.name, findings)
     check_gate(gates.lint(qc_model.name, findings, qc_model.lint))
