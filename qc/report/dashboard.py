@@ -2,11 +2,14 @@
 
 ``write_dashboard`` reads whatever the stages left in the report folder (``summary.csv``; per model ``layers.csv``,
 ``outputs.csv``, ``unmatched.csv``, ``accuracy.json``, ``detections_*.json``, ``pictures/*.png``, ``speed.json``,
-``layer_times.csv``, ``op_types.csv``, ``lint.csv``) and writes:
+``layer_times.csv``, ``op_types.csv``, ``lint.csv``; with ``--qc-diagnose`` also ``diagnosis.json``, ``local.csv``,
+``ranges.csv``, ``sensitivity.csv``, ``advised.models.yaml``, ``snpe_overrides.json``, and ``patterns.csv`` in the
+folder itself) and writes:
 
 - ``index.html``: one sortable row per model (gate outcomes, headline metrics), every model's per-layer cosine
-  along the topological order, and headline-metric trends over runs;
-- ``<model>/index.html``: one page per model;
+  along the topological order, headline-metric trends over runs, and the op types and patterns that lose the most
+  SQNR locally across the diagnosed models;
+- ``<model>/index.html``: one page per model, with its diagnosis when there is one;
 - ``plotly.min.js``: Plotly's JavaScript, once, from the installed plotly package.
 
 Every link is relative and nothing is fetched from the network, so the folder can be copied and opened offline.
@@ -46,6 +49,14 @@ TREND_METRICS = (
     "latency_ms_p50",
     "lint_findings",
 )
+DIAGNOSIS_FILES = (
+    "diagnosis.json",
+    "local.csv",
+    "ranges.csv",
+    "sensitivity.csv",
+    "advised.models.yaml",
+    "snpe_overrides.json",
+)
 MODEL_FILES = (
     "layers.csv",
     "outputs.csv",
@@ -57,12 +68,18 @@ MODEL_FILES = (
     "layer_times.csv",
     "op_types.csv",
     "lint.csv",
+    *DIAGNOSIS_FILES,
 )
 SEVERITY_BADGE = {"error": "failed", "warning": "xfailed"}
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 PAGE = "index.html"
 PLOTLY_JS = "plotly.min.js"
 TOP_LAYERS = 20
+TOP_RANGES = 12
+TOP_PATTERNS = 20
+# Origin severities (qc.diagnose.origins) as badge colours: the loss starts here vs a layer that only amplifies it.
+ORIGIN_BADGE = {"collapse": "failed", "local error": "failed", "worse than inputs": "xfailed", "sensitive": "xfailed"}
+DIAGNOSE_HOW = "run <code>pytest benchmarks --qc-diagnose</code> or <code>qc diagnose {model}</code>"
 
 esc = html.escape
 
@@ -138,6 +155,16 @@ def fmt_num(value: float | None, digits: int = 4) -> str:
     if abs(value) >= 10 ** max(digits, 1):
         return f"{value:.1f}" if abs(value) < 1e12 else f"{value:.3e}"
     return f"{value:.{max(digits, 1)}g}"
+
+
+def unique_labels(labels: Iterable[str]) -> list[str]:
+    """Category labels for a bar chart, duplicates padded with spaces so they stay separate bars."""
+    out: list[str] = []
+    for label in labels:
+        while label in out:
+            label += " "
+        out.append(label)
+    return out
 
 
 def plot_text(text: str) -> str:
@@ -278,6 +305,10 @@ td.bad, tr.bad td { background: #ffebe9 !important; }
 figure { margin: 0; } figure img { max-width: 100%; border: 1px solid var(--line); }
 figcaption { font-size: .8rem; color: var(--muted); }
 details > summary { cursor: pointer; margin: .3rem 0; }
+td.evidence { min-width: 18rem; max-width: 50rem; } table.origins td.name { min-width: 10rem; }
+ul.tight { margin: 0; padding-left: 1.1rem; } ul.tight li { margin: .1rem 0; }
+code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .85em;
+       background: var(--bg2); padding: 0 .25rem; border-radius: .2rem; }
 footer { margin-top: 2rem; font-size: .8rem; color: var(--muted); }
 """
 
@@ -392,6 +423,10 @@ class ModelFiles:
     lint: Loaded
     detections: dict[str, Loaded]
     pictures: list[Path]
+    diagnosis: Loaded
+    local: Loaded
+    ranges: Loaded
+    sensitivity: Loaded
 
     @classmethod
     def read(cls, report_dir: Path, name: str) -> ModelFiles:
@@ -411,6 +446,10 @@ class ModelFiles:
             lint=read_csv(folder / "lint.csv"),
             detections={side: read_json(folder / f"detections_{side}.json") for side in ("reference", "target")},
             pictures=pictures,
+            diagnosis=read_json(folder / "diagnosis.json"),
+            local=read_csv(folder / "local.csv"),
+            ranges=read_csv(folder / "ranges.csv"),
+            sensitivity=read_csv(folder / "sensitivity.csv"),
         )
 
     def accuracy_value(self, key: str) -> float | None:
@@ -740,12 +779,7 @@ def _speed_section(m: ModelFiles, charts: Charts) -> str:
         timed = [(r, num(r.get("time"))) for r in m.layer_times.rows]
         top = sorted(((r, t) for r, t in timed if finite(t)), key=lambda rt: -(rt[1] or 0.0))[:TOP_LAYERS]
         unit = top[0][0].get("unit", "") if top else ""
-        labels: list[str] = []
-        for r, _ in top:
-            label = plot_text(r.get("layer", ""))
-            while label in labels:
-                label += " "  # keep duplicate names as separate bars
-            labels.append(label)
+        labels = unique_labels(plot_text(r.get("layer", "")) for r, _ in top)
         fig = go.Figure(
             go.Bar(
                 x=[t for _, t in top][::-1],
@@ -894,6 +928,434 @@ def _settings_section(settings: Mapping[str, Any] | None) -> str:
     return table(["setting", "value"], rows)
 
 
+# --------------------------------------------------------------------------------------------------- diagnosis
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _bullets(items: Iterable[str]) -> str:
+    """Already-escaped items as a compact list ("" when there are none)."""
+    lis = "".join(f"<li>{item}</li>" for item in items)
+    return f'<ul class="tight">{lis}</ul>' if lis else ""
+
+
+def _verdict(passed: Any) -> Cell:
+    return outcome("passed" if passed is True else "failed" if passed is False else None)
+
+
+def _diagnosis_missing(m: ModelFiles) -> str:
+    how = DIAGNOSE_HOW.format(model=esc(m.name))
+    return (
+        f'<p class="note">No diagnosis ran for this model (diagnosis.json is missing): {how} to find where the loss '
+        "starts, why, and which layers to keep in higher precision.</p>"
+    )
+
+
+def _origins_part(m: ModelFiles, data: Mapping[str, Any]) -> str:
+    origins = [o for o in _as_list(data.get("origins")) if isinstance(o, dict)]
+    if not origins:
+        return note("The diagnosis names no origin: no layer's own (local) error stands out.")
+    rows = []
+    for o in origins:
+        reasons = [str(r) for r in _as_list(o.get("reasons"))]
+        ranges = _as_dict(o.get("ranges"))
+        evidence = [esc(r) for r in reasons]
+        evidence += [esc(f"range: {f}") for f in map(str, _as_list(ranges.get("findings"))) if f not in reasons]
+        for name, s in _as_dict(o.get("slices_local")).items():
+            s = _as_dict(s)
+            if s.get("undefined"):
+                value = f"undefined ({s['undefined']})"
+            else:
+                value = f"cosine {fmt_num(num(s.get('cosine')))}, SQNR {fmt_num(num(s.get('sqnr_db')), 3)} dB"
+            evidence.append(esc(f"slice [{name}] fed reference inputs: {value}"))
+        followers = [str(f) for f in _as_list(o.get("followers"))]
+        if followers:
+            evidence.append(esc(f"same cause downstream (not separate origins): {', '.join(followers)}"))
+        severity = str(o.get("severity") or "")
+        rows.append(
+            [
+                number(num(o.get("index")), 0),
+                text(o.get("tensor"), "name"),
+                text(o.get("op_type")),
+                Cell(
+                    f'<span class="badge {ORIGIN_BADGE.get(severity, "skipped")}">{esc(severity)}</span>', sort=severity
+                ),
+                text(o.get("pattern"), "wrap"),
+                number(num(o.get("cosine")), 5),
+                number(num(o.get("cosine_local")), 5),
+                number(num(o.get("sqnr_db"))),
+                number(num(o.get("sqnr_db_local"))),
+                number(num(o.get("worst_sqnr_db_local"))),
+                number(num(o.get("inputs_sqnr_db_local"))),
+                Cell(_bullets(evidence), cls="evidence"),
+            ]
+        )
+    heads = [
+        "#",
+        "tensor",
+        "op type",
+        "severity",
+        "pattern",
+        "cosine (accumulated)",
+        "cosine (local)",
+        "SQNR dB (accumulated)",
+        "SQNR dB (local)",
+        "worst local SQNR dB",
+        "inputs' local SQNR dB",
+        "evidence",
+    ]
+    lead = (
+        f"{len(rows)} origin{'s' if len(rows) != 1 else ''}: layers whose own error is large when fed the reference's "
+        "inputs (local), as opposed to error inherited from upstream (accumulated: the target run end to end)."
+    )
+    return f"<p>{esc(lead)}</p>\n{table(heads, rows, cls='origins')}"
+
+
+def _origin_points(data: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {str(o.get("tensor")): o for o in _as_list(data.get("origins")) if isinstance(o, dict)}
+
+
+def _local_chart(m: ModelFiles, data: Mapping[str, Any], settings: Mapping[str, Any], charts: Charts) -> str:
+    missing = why_missing(m.local, "diagnosis", empty="the diagnosis compared no layers.")
+    if missing:
+        return note(missing)
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    origins = _origin_points(data)
+    xs: list[float] = []
+    info: list[list[str]] = []
+    series: dict[str, list[float | None]] = {k: [] for k in ("sqnr_db", "sqnr_db_local", "cosine", "cosine_local")}
+    marked: list[int] = []
+    for pos, row in enumerate(m.local.rows):
+        x = num(row.get("index"))
+        xs.append(x if x is not None and finite(x) else float(pos))
+        origin = origins.get(row.get("tensor", ""))
+        info.append(
+            [plot_text(row.get(k, "")) for k in ("tensor", "op_type")]
+            + [plot_text(str(origin.get("severity") or "")) if origin else ""]
+        )
+        for key, values in series.items():
+            v = num(row.get(key))
+            values.append(v if finite(v) else None)
+        if origin is not None:
+            marked.append(pos)
+    hover = "%{customdata[0]}<br>%{customdata[1]}<br>layer %{x}: %{y:.4f}<extra>%{fullData.name}</extra>"
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.55, 0.45])
+    for row_no, metric, unit in ((1, "sqnr_db", "SQNR dB"), (2, "cosine", "cosine")):
+        for key, label, color, dash in (
+            (metric, "accumulated (target end to end)", "#0969da", "solid"),
+            (f"{metric}_local", "local (fed the reference's inputs)", "#bf8700", "dot"),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=series[key],
+                    customdata=info,
+                    name=f"{unit}, {label}",
+                    mode="lines+markers",
+                    marker={"size": 4, "color": color},
+                    line={"color": color, "dash": dash},
+                    legendgroup=label,
+                    hovertemplate=hover,
+                ),
+                row=row_no,
+                col=1,
+            )
+        if marked:
+            local = series[f"{metric}_local"]
+            floor = min((v for v in local if v is not None), default=0.0)
+            fig.add_trace(
+                go.Scatter(
+                    x=[xs[i] for i in marked],
+                    y=[local[i] if local[i] is not None else floor for i in marked],
+                    customdata=[info[i] for i in marked],
+                    name="origin (where the loss starts)",
+                    mode="markers",
+                    marker={"symbol": "x", "color": "#cf222e", "size": 11},
+                    legendgroup="origin",
+                    showlegend=row_no == 1,
+                    hovertemplate="origin: %{customdata[0]}<br>%{customdata[1]}, %{customdata[2]}<br>layer %{x}: "
+                    "local %{y:.4f}<extra></extra>",
+                ),
+                row=row_no,
+                col=1,
+            )
+    for row_no, name, unit in ((1, "layer_sqnr_db", " dB"), (2, "layer_cosine", "")):
+        thr = threshold(settings, name)
+        if thr is not None:
+            fig.add_hline(
+                y=thr,
+                line_dash="dash",
+                line_color="#cf222e",
+                row=row_no,
+                col=1,
+                annotation_text=f"threshold {thr:g}{unit}",
+                annotation_position="bottom left",
+            )
+    _layout(fig, title="Accumulated vs local error along the topological order", height=620)
+    fig.update_yaxes(title_text="SQNR dB", row=1, col=1)
+    fig.update_yaxes(title_text="cosine", row=2, col=1)
+    fig.update_xaxes(title_text="layer (topological order)", row=2, col=1)
+    lead = (
+        f"{len(m.local.rows)} layers; {len(marked)} origin{'s' if len(marked) != 1 else ''} marked ×. Where the "
+        "accumulated curve drops but the local one does not, the error is inherited from upstream; an infinite SQNR "
+        "(identical tensors) leaves a gap."
+    )
+    return f"{charts.render(fig)}\n<p>{esc(lead)}</p>"
+
+
+def _range_cells(row: Mapping[str, str]) -> list[Cell]:
+    flags = row.get("flags", "")
+    below, channels = num(row.get("channels_below_step")), num(row.get("channels"))
+    share = num(row.get("clipped_share"))
+    return [
+        text(row.get("tensor"), "name"),
+        text(row.get("op_type")),
+        text(f"{row.get('bits', '')} ({row.get('dtype', '')})" if row.get("dtype") else row.get("bits")),
+        text(row.get("scale")),
+        text(row.get("zero_point")),
+        text(f"{fmt_num(num(row.get('representable_min')))} … {fmt_num(num(row.get('representable_max')))}"),
+        text(f"{fmt_num(num(row.get('observed_min')))} … {fmt_num(num(row.get('observed_max')))}"),
+        Cell(
+            esc(f"{100 * share:.3g}%" if share is not None and finite(share) else fmt_num(share)),
+            sort=repr(share) if finite(share) else "",
+        ),
+        number(num(row.get("rmse_steps")), 3),
+        number(num(row.get("levels_used")), 4),
+        number(num(row.get("level_share")), 3),
+        number(num(row.get("zeroed_share")), 3),
+        Cell(
+            esc(f"{fmt_num(below)} of {fmt_num(channels)}") if channels else '<span class="muted">—</span>',
+            sort=repr(below) if finite(below) else "",
+        ),
+        text(row.get("pattern"), "wrap"),
+        text(flags, "wrap bad" if flags else "wrap"),
+    ]
+
+
+RANGE_HEADS = [
+    "tensor",
+    "op type",
+    "bits",
+    "scale",
+    "zero point",
+    "representable",
+    "observed",
+    "clipped",
+    "error in steps",
+    "levels used",
+    "level share",
+    "zeroed share",
+    "channels below one step",
+    "pattern",
+    "flags",
+]
+
+
+def _ranges_part(m: ModelFiles) -> str:
+    missing = why_missing(m.ranges, "diagnosis", empty="the target has no quantized activation to inspect.")
+    if missing:
+        return note(missing)
+    rows = m.ranges.rows
+    flagged = [r for r in rows if r.get("flags")]
+
+    def steps(row: Mapping[str, str]) -> float:
+        v = num(row.get("rmse_steps"))
+        return v if v is not None and finite(v) else -math.inf
+
+    ordered = sorted(rows, key=steps, reverse=True)
+    shown = [r for i, r in enumerate(ordered) if i < TOP_RANGES or r.get("flags")]
+    lead = (
+        f"{len(rows)} quantized tensors, {len(flagged)} flagged (clipping, a range too wide, values below one step). "
+        f"Shown: the flagged ones and the {min(TOP_RANGES, len(rows))} largest errors in steps, RMSE(DQ(Q(x)) − x) "
+        "/ scale of the reference's own values: 0.29 is ideal rounding noise, well above it means clipping."
+    )
+    compact = table(RANGE_HEADS, (_range_cells(r) for r in shown))
+    full = table(RANGE_HEADS, (_range_cells(r) for r in rows))
+    return (
+        f"<p>{esc(lead)}</p>\n{compact}\n<details><summary>All {len(rows)} quantized tensors "
+        f'(table; <a href="{href("ranges.csv")}">ranges.csv</a>)</summary>{full}</details>'
+    )
+
+
+def _sensitivity_part(m: ModelFiles, data: Mapping[str, Any]) -> str:
+    missing = why_missing(m.sensitivity, "diagnosis", empty="no layer was measured (no gate needed it).")
+    if missing:
+        return note(missing)
+    s = _as_dict(data.get("sensitivity"))
+    quick = next((r.get("quick_metric") for r in m.sensitivity.rows if r.get("quick_metric")), "") or "quick metric"
+    task = next((r.get("task_metric") for r in m.sensitivity.rows if r.get("task_metric")), "") or "task metric"
+    rows = [
+        [
+            number(num(r.get("rank")), 0),
+            text(r.get("node"), "name"),
+            text(r.get("tensor"), "name"),
+            text(r.get("op_type")),
+            number(num(r.get("local_sqnr_db"))),
+            number(num(r.get("quick_float"))),
+            number(num(r.get("quick_only"))),
+            number(num(r.get("quick_gain"))),
+            number(num(r.get("quick_drop"))),
+            number(num(r.get("task_float"))),
+            number(num(r.get("task_only"))),
+            number(num(r.get("task_gain"))),
+            number(num(r.get("task_drop"))),
+        ]
+        for r in m.sensitivity.rows
+    ]
+    heads = [
+        "rank",
+        "node",
+        "tensor",
+        "op type",
+        "local SQNR dB",
+        f"{quick}: kept float",
+        f"{quick}: quantized alone",
+        f"{quick}: gain",
+        f"{quick}: drop",
+        f"{task}: kept float",
+        f"{task}: quantized alone",
+        f"{task}: gain",
+        f"{task}: drop",
+    ]
+    lead = (
+        "Each candidate measured twice: kept float with everything else quantized (gain: how much it recovers) and "
+        "quantized alone with everything else float (drop: how much it costs); ranked by the larger of the two."
+    )
+    if s:
+        lead += (
+            f" Quick pass on {s.get('quick_images', '?')} images (quantized model "
+            f"{fmt_num(num(s.get('baseline_quick')))}, float {fmt_num(num(s.get('reference_quick')))}); "
+            f"{s.get('metric', task)} on {s.get('images', '?')} images (quantized model "
+            f"{fmt_num(num(s.get('baseline_task')))}, float {fmt_num(num(s.get('reference_task')))})."
+        )
+    extra = _bullets(esc(str(n)) for n in _as_list(s.get("notes")))
+    return f"<p>{esc(lead)}</p>\n{table(heads, rows)}{extra}"
+
+
+def _advice_part(m: ModelFiles, data: Mapping[str, Any]) -> str:
+    advice = data.get("advice")
+    if not isinstance(advice, dict):
+        return note("The diagnosis gave no advice (no gate it could verify was failing).")
+    parts = []
+    if advice.get("message"):
+        parts.append(f"<p><strong>{esc(str(advice['message']))}</strong></p>")
+    if not advice.get("needed", True):
+        parts.append(note("No advice needed: the goal gates already pass."))
+    layers = [str(x) for x in _as_list(advice.get("layers"))]
+    tensors = [str(x) for x in _as_list(advice.get("tensors"))]
+    precision = str(advice.get("precision") or "higher precision")
+    if layers:
+        rows = [
+            [number(float(i + 1), 0), text(n, "name"), text(t, "name")]
+            for i, (n, t) in enumerate(zip(layers, [*tensors, *[""] * (len(layers) - len(tensors))], strict=False))
+        ]
+        parts.append(f"<p>Keep {len(layers)} layer{'s' if len(layers) != 1 else ''} in {esc(precision)}:</p>")
+        parts.append(table(["#", "node", "output tensor"], rows))
+    goal = [str(g) for g in _as_list(advice.get("goal"))]
+    baseline = {str(v.get("gate")): v for v in _as_list(advice.get("baseline")) if isinstance(v, dict)}
+    verification = _as_dict(advice.get("verification"))
+    verified = {str(v.get("gate")): v for v in _as_list(verification.get("verdicts")) if isinstance(v, dict)}
+    gates = list(dict.fromkeys([*goal, *baseline, *verified]))
+    if gates:
+        rows = [
+            [
+                text(f"{g} (goal)" if g in goal else g),
+                _verdict(baseline.get(g, {}).get("passed")),
+                _verdict(verified.get(g, {}).get("passed")),
+                text(verified.get(g, baseline.get(g, {})).get("message"), "wrap"),
+            ]
+            for g in gates
+        ]
+        name = verification.get("name") or "advised variant"
+        parts.append(
+            f"<h3>Gates: as quantized vs the advised variant, verified ({esc(str(name))})</h3>"
+            + table(["gate", "as quantized", "advised (verified)", "message"], rows)
+        )
+        if not verification:
+            parts.append(note("The advice was not verified: no quantized variant was measured."))
+    trials = [t for t in _as_list(advice.get("trials")) if isinstance(t, dict)]
+    if trials:
+        rows = [
+            [
+                number(float(i + 1), 0),
+                text(", ".join(str(x) for x in _as_list(t.get("layers"))), "name"),
+                _verdict(t.get("passed")),
+                number(num(t.get("score"))),
+                text(t.get("summary"), "wrap"),
+            ]
+            for i, t in enumerate(trials)
+        ]
+        parts.append(
+            f"<details><summary>{len(trials)} trial{'s' if len(trials) != 1 else ''} (layer sets measured)</summary>"
+            + table(["#", "layers kept", "passed", "score", "gates"], rows)
+            + "</details>"
+        )
+    links = [
+        f'<a href="{href(f)}">{esc(f)}</a> ({esc(what)})'
+        for f, what in (
+            ("advised.models.yaml", "the entry to paste under models:"),
+            ("snpe_overrides.json", "SNPE quantization overrides"),
+        )
+        if (m.folder / f).is_file()
+    ]
+    if links:
+        parts.append(f"<p>Files: {'; '.join(links)}.</p>")
+    else:
+        parts.append(note("No advised.models.yaml or snpe_overrides.json: the advice has no entry to write."))
+    return "\n".join(parts)
+
+
+def _diagnosis_section(m: ModelFiles, settings: Mapping[str, Any], charts: Charts) -> str:
+    loaded = (m.diagnosis, m.local, m.ranges, m.sensitivity)
+    if all(f.missing for f in loaded) and not any((m.folder / f).is_file() for f in DIAGNOSIS_FILES):
+        return _diagnosis_missing(m)
+    parts: list[str] = []
+    data: dict[str, Any] = {}
+    if m.diagnosis.missing:
+        parts.append(_diagnosis_missing(m))
+    elif m.diagnosis.problem or not isinstance(m.diagnosis.data, dict):
+        parts.append(
+            note(
+                why_missing(m.diagnosis, "diagnosis", empty="the diagnosis wrote nothing.")
+                or "diagnosis.json is not a JSON object."
+            )
+        )
+    else:
+        data = m.diagnosis.data
+        gates = ", ".join(str(g) for g in _as_list(data.get("failing_gates"))) or "none"
+        head = (
+            f"Diagnosis of the {data.get('target_kind') or 'target'} on {data.get('images', '?')} images; "
+            f"failing gates: {gates}."
+        )
+        timings = {k: num(v) for k, v in _as_dict(data.get("timings")).items()}
+        total = sum(v for v in timings.values() if v is not None and finite(v))
+        took = f' <span class="muted">(took {total:.1f} s)</span>' if total else ""
+        parts.append(f"<p>{esc(head)}{took}</p>")
+    parts.append("<h3>Where the loss starts</h3>")
+    if data:
+        parts.append(_origins_part(m, data))
+        parts.append(_bullets(esc(str(n)) for n in _as_list(data.get("notes"))))
+    else:
+        parts.append(note("No origins without a readable diagnosis.json."))
+    parts.append("<h3>Accumulated vs local error</h3>")
+    parts.append(_local_chart(m, data, settings, charts))
+    parts.append(f"<h3>Quantization ranges (top {TOP_RANGES} and flagged)</h3>")
+    parts.append(_ranges_part(m))
+    parts.append("<h3>Sensitivity ranking</h3>")
+    parts.append(_sensitivity_part(m, data))
+    parts.append("<h3>Advice</h3>")
+    parts.append(_advice_part(m, data) if data else note("No advice without a readable diagnosis.json."))
+    return "\n".join(p for p in parts if p)
+
+
 def model_page(m: ModelFiles, settings: Mapping[str, Any], summary_row: Mapping[str, str] | None) -> str:
     charts = Charts()
     sections = [
@@ -903,6 +1365,7 @@ def model_page(m: ModelFiles, settings: Mapping[str, Any], summary_row: Mapping[
         ("accuracy", "Accuracy", _accuracy_section(m)),
         ("speed", "Speed", _speed_section(m, charts)),
         ("lint", "Lint findings", _lint_section(m)),
+        ("diagnosis", "Diagnosis", _diagnosis_section(m, settings, charts)),
         ("settings", "Settings", _settings_section(settings)),
     ]
     nav = "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t, _ in sections)
@@ -1073,6 +1536,81 @@ def _trends(history: Sequence[HistoryPoint], charts: Charts) -> str:
     return "\n".join(text_parts)
 
 
+def _patterns_section(patterns: Loaded, models: Sequence[str], charts: Charts) -> str:
+    missing = why_missing(patterns, "diagnosis", empty="no diagnosed model had a quantized layer.")
+    if missing:
+        return note(missing)
+    import plotly.graph_objects as go
+
+    def worst(value: str) -> Cell:
+        model = max((n for n in models if value.startswith(f"{n}:")), key=len, default=None)
+        if model is None:
+            return text(value, "name")
+        tensor = value[len(model) + 1 :]
+        link = f'<a href="{href(model, PAGE)}#diagnosis">{esc(model)}</a>'
+        return Cell(f"{link}: {esc(tensor)}", sort=value, cls="name")
+
+    rows = [
+        [
+            text(r.get("op_type")),
+            text(r.get("pattern"), "wrap"),
+            number(num(r.get("count")), 0),
+            number(num(r.get("models")), 0),
+            number(num(r.get("mean_sqnr_db_local"))),
+            number(num(r.get("min_sqnr_db_local"))),
+            worst(r.get("worst_tensor", "")),
+        ]
+        for r in patterns.rows
+    ]
+    heads = ["op type", "pattern", "layers", "models", "mean local SQNR dB", "min local SQNR dB", "worst layer"]
+    ranked = [(r, num(r.get("mean_sqnr_db_local"))) for r in patterns.rows]
+    top = sorted(((r, v) for r, v in ranked if finite(v)), key=lambda rv: rv[1] or 0.0)[:TOP_PATTERNS]
+    labels = unique_labels(
+        plot_text(r.get("op_type", "") + ("" if r.get("pattern", "-") in ("", "-") else f" · {r.get('pattern')}"))
+        for r, _ in top
+    )
+    custom = [[r.get("count", ""), r.get("models", ""), plot_text(r.get("worst_tensor", ""))] for r, _ in top][::-1]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Bar(
+            x=[v for _, v in top][::-1],
+            y=labels[::-1],
+            orientation="h",
+            name="mean local SQNR dB",
+            customdata=custom,
+            hovertemplate="%{y}<br>mean local SQNR %{x:.2f} dB over %{customdata[0]} layers of %{customdata[1]} "
+            "models<extra></extra>",
+            marker={"color": "#8250df"},
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[num(r.get("min_sqnr_db_local")) if finite(num(r.get("min_sqnr_db_local"))) else None for r, _ in top][
+                ::-1
+            ],
+            y=labels[::-1],
+            mode="markers",
+            name="worst layer",
+            customdata=custom,
+            hovertemplate="%{y}<br>worst: %{customdata[2]}, %{x:.2f} dB<extra></extra>",
+            marker={"symbol": "x", "color": "#cf222e", "size": 9},
+        )
+    )
+    _layout(
+        fig,
+        title=f"Local SQNR by op type and pattern, lowest (most loss) first: top {len(top)}",
+        height=160 + 24 * len(top),
+    )
+    fig.update_layout(yaxis={"automargin": True})
+    fig.update_xaxes(title_text="local SQNR dB (each layer fed the reference's inputs)")
+    chart = charts.render(fig) if top else note("patterns.csv has no numeric local SQNR.")
+    lead = (
+        f"{len(rows)} op type / pattern groups over the diagnosed models: the local SQNR of a layer is its own "
+        "quantization error, fed the reference's inputs, so low groups are the constructs that quantize badly."
+    )
+    return f"<p>{esc(lead)}</p>\n{chart}\n{table(heads, rows)}"
+
+
 def index_page(
     report_dir: Path,
     models: list[str],
@@ -1092,6 +1630,8 @@ def index_page(
         links.append(f'<span class="muted">no {esc(junit_name)} in this folder (run pytest with --junitxml)</span>')
     if summary.path.is_file():
         links.append(f'<a href="{href("summary.csv")}">summary.csv</a>')
+    if (report_dir / "patterns.csv").is_file():
+        links.append(f'<a href="{href("patterns.csv")}">patterns.csv</a>')
     body = [f"<h1>qc report: {len(models)} model{'s' if len(models) != 1 else ''}</h1>", f"<p>{' · '.join(links)}</p>"]
     body.append('<h2 id="models">Models and gates</h2>')
     if summary.missing:
@@ -1109,6 +1649,10 @@ def index_page(
     body.append(_overlay_chart(models, files, settings, charts))
     body.append('<h2 id="trends">Trends over runs</h2>')
     body.append(_trends(history, charts))
+    patterns = read_csv(report_dir / "patterns.csv")
+    if not patterns.missing:
+        body.append('<h2 id="patterns">Patterns across models</h2>')
+        body.append(_patterns_section(patterns, models, charts))
     return page("qc report", "\n".join(body), root="")
 
 

@@ -199,6 +199,8 @@ PAGE_STATS = """JSON.stringify({
   svgs: document.querySelectorAll("div.chart .main-svg").length,
   traces: document.querySelectorAll("div.chart .trace").length,
   annotations: Array.from(document.querySelectorAll("div.chart .annotation-text")).map(e => e.textContent),
+  titles: Object.fromEntries(Array.from(document.querySelectorAll("div.chart.js-plotly-plot")).map(
+    e => [(e.querySelector(".gtitle") || {}).textContent || "", e.querySelectorAll(".trace").length])),
   names: Array.from(document.querySelectorAll("td.name")).map(e => e.textContent),
   plotlyMissing: Array.from(document.querySelectorAll("div.chart:not(.js-plotly-plot)")).map(e => e.textContent)
 })"""
@@ -379,7 +381,10 @@ def save(page: Loaded, tmp_path: Path, name: str) -> Path:
 def test_index_renders_offline_and_sorts(browser: Browser, dashboard: Path, tmp_path: Path) -> None:
     page = browser.load((dashboard / "index.html").as_uri())
     check_offline(page, dashboard)
-    assert page.stats["charts"] == 1 + 2  # overlay + fps and worst_layer_cosine trends
+    assert page.stats["charts"] == 1 + 2 + 1  # overlay + fps and worst_layer_cosine trends + patterns
+    patterns = [t for t in page.stats["titles"] if t.startswith("Local SQNR by op type and pattern")]
+    assert len(patterns) == 1, page.stats["titles"]
+    assert page.stats["titles"][patterns[0]] >= 2  # mean bars and worst-layer markers
     save(page, tmp_path, "index")
 
     target, session = browser.open((dashboard / "index.html").as_uri())
@@ -401,7 +406,9 @@ def test_index_renders_offline_and_sorts(browser: Browser, dashboard: Path, tmp_
 def test_model_page_renders_offline(browser: Browser, dashboard: Path, tmp_path: Path) -> None:
     page = browser.load((dashboard / FULL / "index.html").as_uri())
     check_offline(page, dashboard)
-    assert page.stats["charts"] == 3
+    assert page.stats["charts"] == 4  # layers, top layer times, op-type share, diagnosis
+    # the diagnosis chart: accumulated and local SQNR and cosine, and the origin marked, in both panels
+    assert page.stats["titles"].get("Accumulated vs local error along the topological order", 0) >= 6, page.stats
     annotations = page.stats["annotations"]
     assert any(a.startswith("first below threshold: backbone/block_7/leakyrelu") for a in annotations), annotations
     assert INJECTION in page.stats["names"]  # shown literally, never run

@@ -1,7 +1,9 @@
 """A small synthetic report folder with the real file layouts, for the dashboard tests.
 
 ``alpha-int8`` has every file a full run leaves (a tensor is named like an HTML injection, one layer is undefined);
-``beta-a16`` has only its layer comparison; ``gamma-bad`` has unreadable or empty files.
+``beta-a16`` has only its layer comparison; ``gamma-bad`` has unreadable or empty files. ``alpha-int8`` also has a
+diagnosis (its origin is the injection-named layer) and the folder a ``patterns.csv``; ``gamma-bad``'s diagnosis files
+are corrupt or empty.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from PIL import Image
 
 from qc.config import GATES
+from qc.diagnose.report import LOCAL_COLUMNS, RANGE_COLUMNS, SENSITIVITY_COLUMNS, pattern_rows, patterns_csv
 from qc.graph.lint import Finding, Severity
 from qc.report.history_types import HistoryPoint
 from qc.report.speed import write_lint, write_speed
@@ -139,6 +142,195 @@ def write_full(folder: Path) -> None:
     write_lint(folder, findings)
 
 
+ORIGIN = 12  # the diagnosed origin in FULL: the injection-named layer
+RANGE_FINDING = f"{INJECTION} (8-bit uint8, step 2.505): 81 of 85 channels never reach one quantization step."
+ADVICE_MESSAGE = f"{FULL}: keep 1 layer(s) in float ({INJECTION}): the verified variant passes ['output_cosine']."
+PATTERN = "Concat of mixed ranges"
+
+
+def local_rows() -> list[dict[str, Any]]:
+    """local.csv rows of FULL: accumulated (end to end) vs local (fed the reference's inputs) error."""
+    rows = []
+    for r in layer_rows(full_cosines()):
+        i = int(r["index"])
+        local_sqnr = 8.0 if i == ORIGIN else 40.0 - (i % 5)
+        rows.append(
+            {
+                "index": i,
+                "tensor": r["tensor"],
+                "op_type": r["op_type"],
+                "cosine": r["cosine_mean"],
+                "cosine_local": 0.97 if i == ORIGIN else 0.9999,
+                "sqnr_db": r["sqnr_db_mean"],
+                "sqnr_db_local": math.inf if i == 0 else local_sqnr,
+            }
+        )
+    return rows
+
+
+def range_rows() -> list[dict[str, Any]]:
+    rows = []
+    for r in local_rows()[1:]:
+        i = int(r["index"])
+        flags = "values below one step" if i == ORIGIN else "clipping" if i == 3 else ""
+        rows.append(
+            {
+                "tensor": r["tensor"],
+                "op_type": r["op_type"],
+                "bits": 8,
+                "dtype": "uint8",
+                "scale": "0.0012..0.25" if i == 5 else 0.1 + i / 100,
+                "zero_point": 128,
+                "axis": 1 if i == 5 else "",
+                "representable_min": -12.8,
+                "representable_max": 12.7,
+                "observed_min": -15.0 if i == 3 else -3.0,
+                "observed_max": 14.0 if i == 3 else 3.0,
+                "clipped_share": 0.02 if i == 3 else 0.0,
+                "rmse_steps": 0.9 if i == 3 else 0.29 + i / 1000,
+                "levels_used": 250.0,
+                "level_share": 0.98,
+                "zeroed_share": 0.95 if i == ORIGIN else 0.01,
+                "channels_below_step": 81 if i == ORIGIN else 0,
+                "channels": 85 if i == ORIGIN else 16,
+                "channel_axis": 1,
+                "pattern": PATTERN if i == ORIGIN else "",
+                "flags": flags,
+            }
+        )
+    return rows
+
+
+def sensitivity_rows() -> list[dict[str, Any]]:
+    names = (("node_12", INJECTION, "Conv", 8.0), ("node_3", "backbone/block_3/conv", "Conv", 37.0))
+    return [
+        {
+            "rank": rank,
+            "node": node,
+            "tensor": tensor,
+            "op_type": op,
+            "local_sqnr_db": sqnr,
+            "quick_metric": "output_sqnr_db",
+            "quick_float": 31.5 - rank,
+            "quick_only": 12.0 + rank,
+            "quick_gain": 6.5 / rank,
+            "quick_drop": 48.0 - rank,
+            "task_metric": "ap" if rank == 1 else "",
+            "task_float": 0.2284 if rank == 1 else None,
+            "task_only": 0.2112 if rank == 1 else None,
+            "task_gain": 0.0172 if rank == 1 else None,
+            "task_drop": 0.0172 if rank == 1 else None,
+        }
+        for rank, (node, tensor, op, sqnr) in enumerate(names, start=1)
+    ]
+
+
+def diagnosis_json() -> dict[str, Any]:
+    """diagnosis.json of FULL, in the layout of qc.diagnose.report.summary_json (non-finite floats as strings)."""
+    verdict_fail = {"gate": "output_cosine", "passed": False, "message": f"{FULL}: decoded[classes] 0.46 < 0.99"}
+    verdict_pass = {"gate": "output_cosine", "passed": True, "message": f"{FULL}-advised: every output passes"}
+    return {
+        "model": FULL,
+        "target_kind": "ort-int8",
+        "images": 4,
+        "runs_per_image": {"reference_run_all": 1.0, "local": 1.0},
+        "failing_gates": ["output_cosine", "layer_cosine"],
+        "origins": [
+            {
+                "index": ORIGIN,
+                "tensor": INJECTION,
+                "node": "node_12",
+                "op_type": "Conv",
+                "severity": "collapse",
+                "pattern": PATTERN,
+                "reasons": [f"worst local SQNR 8.0 dB of {INJECTION} is below the layer cosine threshold 0.9800."],
+                "cosine": 0.9,
+                "sqnr_db": 24.0,
+                "cosine_local": 0.97,
+                "sqnr_db_local": 8.0,
+                "worst_sqnr_db_local": "-inf",
+                "inputs_sqnr_db_local": 39.0,
+                "ranges": {"tensor": INJECTION, "flags": ["values below one step"], "findings": [RANGE_FINDING]},
+                "followers": ["head/<odd>&name"],
+                "slices_local": {
+                    "boxes": {"cosine": 0.99999, "sqnr_db": 46.8, "undefined": None},
+                    "objectness": {"cosine": "nan", "sqnr_db": "nan", "undefined": "the target tensor is all zeros"},
+                },
+            }
+        ],
+        "inherited": [f"{FULL}: 5 layer(s) inherit their error from upstream layers (e.g. {INJECTION})."],
+        "sensitivity": {
+            "model": FULL,
+            "metric": "ap",
+            "quick_images": 2,
+            "images": 4,
+            "baseline_quick": 12.5,
+            "reference_quick": 60.0,
+            "baseline_task": 0.2112,
+            "reference_task": 0.2284,
+            "rows": [],
+            "seconds": 3.5,
+            "variants_quantized": 4,
+            "notes": [],
+        },
+        "advice": {
+            "model": FULL,
+            "precision": "float",
+            "goal": ["output_cosine"],
+            "baseline": [verdict_fail],
+            "needed": True,
+            "layers": ["node_12"],
+            "tensors": [INJECTION],
+            "candidates": ["node_12", "node_3"],
+            "trials": [
+                {
+                    "layers": ["node_12"],
+                    "passed": True,
+                    "score": 1.0,
+                    "summary": "PASS output_cosine",
+                    "verdicts": [verdict_pass],
+                }
+            ],
+            "verification": {
+                "name": f"{FULL}-advised",
+                "layers": ["node_12"],
+                "tensors": [INJECTION],
+                "precision": "float",
+                "goal": ["output_cosine"],
+                "passed": True,
+                "verdicts": [verdict_pass],
+                "metrics": {"decoded.cosine": 0.999},
+                "model_path": "",
+            },
+            "yaml_entry": f"- name: {FULL}-advised\n",
+            "snpe_overrides": {"activation_encodings": {INJECTION: [{"bitwidth": 16, "dtype": "float"}]}},
+            "message": ADVICE_MESSAGE,
+        },
+        "notes": [f"{FULL}: 5 layer(s) inherit their error from upstream layers (e.g. {INJECTION})."],
+        "timings": {"comparison_s": 1.5, "local_and_ranges_s": 0.5, "sensitivity_s": 3.5, "advice_s": 2.0},
+    }
+
+
+def write_diagnosis(folder: Path) -> None:
+    """The files qc.diagnose.report.write_diagnosis leaves for FULL."""
+    (folder / "diagnosis.json").write_text(json.dumps(diagnosis_json(), indent=1))
+    (folder / "local.csv").write_text(to_csv(LOCAL_COLUMNS, local_rows()))
+    (folder / "ranges.csv").write_text(to_csv(RANGE_COLUMNS, range_rows()))
+    (folder / "sensitivity.csv").write_text(to_csv(SENSITIVITY_COLUMNS, sensitivity_rows()))
+    (folder / "advised.models.yaml").write_text(f"models:\n  - name: {FULL}-advised\n")
+    overrides = {"activation_encodings": {INJECTION: [{"bitwidth": 16, "dtype": "float"}]}}
+    (folder / "snpe_overrides.json").write_text(json.dumps(overrides, indent=1))
+
+
+def write_patterns(root: Path) -> None:
+    """patterns.csv across FULL and PARTIAL, through the real grouping of qc.diagnose.report."""
+    items = [
+        (FULL, [(INJECTION, "Concat", PATTERN, 8.0), ("backbone/block_3/conv", "Conv", "", 37.0)]),
+        (PARTIAL, [("backbone/block_1/leakyrelu", "LeakyRelu", "", 41.0), ("head/cat", "Concat", PATTERN, 2.0)]),
+    ]
+    (root / "patterns.csv").write_text(patterns_csv(pattern_rows(items)))
+
+
 def write_partial(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "layers.csv").write_text(to_csv(LAYER_COLUMNS, layer_rows([0.9995 - 0.0001 * i for i in range(12)])))
@@ -152,12 +344,18 @@ def write_broken(folder: Path) -> None:
     (folder / "speed.json").write_text("[1, 2]")
     (folder / "lint.csv").write_text(to_csv(("rule", "severity", "node", "op_type", "what", "why", "fix"), []))
     (folder / "layer_times.csv").write_bytes(b"\xff\xfe\x00garbage")
+    (folder / "diagnosis.json").write_text("{not json")
+    (folder / "local.csv").write_text("")  # empty file
+    (folder / "sensitivity.csv").write_text(to_csv(SENSITIVITY_COLUMNS, []))  # header only
 
 
-def build_report(root: Path, *, junit: bool = True, summary: bool = True) -> Path:
-    """The report folder: three models, summary.csv and junit.xml."""
+def build_report(root: Path, *, junit: bool = True, summary: bool = True, diagnosis: bool = True) -> Path:
+    """The report folder: three models, summary.csv and junit.xml; FULL's diagnosis and patterns.csv."""
     root.mkdir(parents=True, exist_ok=True)
     write_full(root / FULL)
+    if diagnosis:
+        write_diagnosis(root / FULL)
+        write_patterns(root)
     write_partial(root / PARTIAL)
     write_broken(root / BROKEN)
     if summary:

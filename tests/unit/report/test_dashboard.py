@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -12,7 +13,18 @@ from PIL import Image
 
 from qc.errors import DataError
 from qc.report.dashboard import PLOTLY_JS, dashboard_png, write_dashboard
-from tests.unit.report.synthetic import BROKEN, FULL, INJECTION, PARTIAL, build_report, history, settings
+from tests.unit.report.synthetic import (
+    ADVICE_MESSAGE,
+    BROKEN,
+    FULL,
+    INJECTION,
+    PARTIAL,
+    PATTERN,
+    RANGE_FINDING,
+    build_report,
+    history,
+    settings,
+)
 
 
 class Links(HTMLParser):
@@ -118,7 +130,7 @@ def test_model_page_sections(report: Path) -> None:
     write_dashboard(report, settings=settings())
     full = (report / FULL / "index.html").read_text(encoding="utf-8")
     links = parse(report / FULL / "index.html")
-    assert links.charts == 3  # layers, top layer times, op-type share
+    assert links.charts == 4  # layers, top layer times, op-type share, diagnosis
     # the annotation on the first layer under 0.98 (plotly escapes "/" in its JSON)
     assert "first below threshold: backbone\\u002fblock_7\\u002fleakyrelu (0.9500)" in full
     assert "threshold 0.98" in full
@@ -161,6 +173,10 @@ def test_missing_empty_and_unreadable_files_are_explained(report: Path) -> None:
     assert "speed.json is not a JSON object." in broken
     assert "lint.csv has no rows: lint found nothing to report." in broken
     assert "layer_times.csv could not be read" in broken
+    assert "diagnosis.json could not be read: unreadable (" in broken
+    assert "local.csv has no rows: the diagnosis compared no layers." in broken
+    assert "sensitivity.csv has no rows: no layer was measured" in broken
+    assert "No diagnosis ran for this model (ranges.csv is missing)." in broken
     assert "No run settings were passed for this model." in broken
     assert parse(report / BROKEN / "index.html").charts == 0
 
@@ -177,7 +193,7 @@ def test_index_table_gates_and_headlines(report: Path) -> None:
     assert 'data-sort="0.9037"' in index
     assert 'data-sort="56.9"' in index
     assert "table.sortable" in index  # the sorter
-    assert parse(report / "index.html").charts == 1  # overlay; trends need two runs
+    assert parse(report / "index.html").charts == 2  # overlay and patterns; trends need two runs
     assert "Trends need at least two runs in the history; it holds no run." in index
 
 
@@ -210,11 +226,11 @@ def test_trends_need_two_runs(report: Path, runs: int) -> None:
     charts = parse(report / "index.html").charts
     if runs < 2:
         assert "Trends need at least two runs" in index
-        assert charts == 1
+        assert charts == 1 + 1  # overlay, patterns
     else:
         assert f"{runs} runs in the history." in index
         # headline metrics only: fps and worst_layer_cosine, not head.cosine
-        assert charts == 1 + 2
+        assert charts == 1 + 1 + 2
         assert '"text":"fps"' in index
         assert '"text":"worst_layer_cosine"' in index
         assert "head.cosine" not in index
@@ -232,3 +248,101 @@ def test_dashboard_png(report: Path) -> None:
         assert dashboard_png(report, model).is_file()
     with pytest.raises(DataError, match="not a model folder name"):
         dashboard_png(report, "../escape")
+
+
+def test_model_page_diagnosis(report: Path) -> None:
+    write_dashboard(report, settings=settings())
+    full = (report / FULL / "index.html").read_text(encoding="utf-8")
+    assert '<a href="#diagnosis">Diagnosis</a>' in full
+    assert '<h2 id="diagnosis">Diagnosis</h2>' in full
+    section = full[full.index('<h2 id="diagnosis">') :]
+    # origins: the injection-named layer, accumulated vs local, the range evidence sentence, slices and followers
+    assert "failing gates: output_cosine, layer_cosine." in section
+    assert '<span class="badge failed">collapse</span>' in section
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in section
+    assert 'data-sort="0.9"' in section
+    assert 'data-sort="0.97"' in section
+    assert 'data-sort="24.0"' in section
+    assert 'data-sort="8.0"' in section
+    assert html.escape(f"range: {RANGE_FINDING}") in section
+    assert "slice [objectness] fed reference inputs: undefined (the target tensor is all zeros)" in section
+    assert "head/&lt;odd&gt;&amp;name" in section
+    # the chart: accumulated and local SQNR and cosine, origins marked, the threshold
+    assert "Accumulated vs local error along the topological order" in section
+    assert "SQNR dB, accumulated (target end to end)" in section
+    assert "cosine, local (fed the reference" in section
+    assert "origin (where the loss starts)" in section
+    assert "30 layers; 1 origin marked" in section
+    # ranges: flagged rows and the largest errors in steps, the whole table folded
+    assert "29 quantized tensors, 2 flagged" in section
+    assert '<td class="wrap bad">values below one step</td>' in section
+    assert '<td class="wrap bad">clipping</td>' in section
+    assert "<summary>All 29 quantized tensors" in section
+    assert '<a href="ranges.csv">ranges.csv</a>' in section
+    assert "81 of 85" in section
+    # sensitivity and advice
+    assert "output_sqnr_db: kept float" in section
+    assert "ap: drop" in section
+    assert "Quick pass on 2 images" in section
+    assert html.escape(ADVICE_MESSAGE) in section
+    assert "Keep 1 layer in float:" in section
+    assert "output_cosine (goal)" in section
+    assert '<span class="badge failed">failed</span>' in section
+    assert '<span class="badge passed">passed</span>' in section
+    assert '<a href="advised.models.yaml">advised.models.yaml</a>' in section
+    assert '<a href="snpe_overrides.json">snpe_overrides.json</a>' in section
+    assert "1 trial (layer sets measured)" in section
+
+
+def test_diagnosis_missing_says_how_to_get_it(report: Path, tmp_path: Path) -> None:
+    write_dashboard(report, settings=settings())
+    partial = (report / PARTIAL / "index.html").read_text(encoding="utf-8")
+    assert '<a href="#diagnosis">Diagnosis</a>' in partial
+    section = partial[partial.index('<h2 id="diagnosis">') :]
+    assert "No diagnosis ran for this model (diagnosis.json is missing)" in section
+    assert "<code>pytest benchmarks --qc-diagnose</code>" in section
+    assert f"<code>qc diagnose {PARTIAL}</code>" in section
+    assert section.count('class="note"') == 1  # one sentence, not one per file
+    # no diagnosis anywhere: no patterns section on the index either
+    bare = build_report(tmp_path / "bare", diagnosis=False)
+    write_dashboard(bare)
+    index = (bare / "index.html").read_text(encoding="utf-8")
+    assert "Patterns across models" not in index
+    assert parse(bare / "index.html").charts == 1
+
+
+def test_index_patterns_across_models(report: Path) -> None:
+    write_dashboard(report, settings=settings())
+    index = (report / "index.html").read_text(encoding="utf-8")
+    assert '<h2 id="patterns">Patterns across models</h2>' in index
+    assert '<a href="patterns.csv">patterns.csv</a>' in index
+    section = index[index.index('<h2 id="patterns">') :]
+    assert "3 op type / pattern groups" in section
+    assert PATTERN in section
+    # the worst layer links to its model's diagnosis, the name escaped
+    assert f'<a href="{PARTIAL}/index.html#diagnosis">{PARTIAL}</a>: head/cat' in section
+    assert "Local SQNR by op type and pattern" in section
+    assert "Concat \\u00b7 Concat of mixed ranges" in section  # the bar label (plotly writes JSON with \\u escapes)
+    assert INJECTION not in index
+
+
+@pytest.mark.parametrize("content", ["", "garbage\n\xff", "op_type,pattern\n"])
+def test_index_patterns_unreadable_or_empty(report: Path, content: str) -> None:
+    (report / "patterns.csv").write_bytes(content.encode("latin-1"))
+    write_dashboard(report, settings=settings())
+    index = (report / "index.html").read_text(encoding="utf-8")
+    assert '<h2 id="patterns">Patterns across models</h2>' in index
+    section = index[index.index('<h2 id="patterns">') :]
+    assert "patterns.csv" in section
+    assert "has no rows" in section or "could not be read" in section
+
+
+def test_diagnosis_files_alone_make_a_model_page(tmp_path: Path) -> None:
+    report = tmp_path / "r"
+    (report / "solo").mkdir(parents=True)
+    (report / "solo" / "diagnosis.json").write_text('{"model": "solo", "origins": [], "advice": null}')
+    write_dashboard(report)
+    solo = (report / "solo" / "index.html").read_text(encoding="utf-8")
+    assert "The diagnosis names no origin" in solo
+    assert "No diagnosis ran for this model (local.csv is missing)." in solo
+    assert "The diagnosis gave no advice" in solo
