@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 REPORTS ?= reports
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps assets bench test lint typecheck unit clean
+.PHONY: setup system-deps assets bench diagnose test lint typecheck clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ bench: assets
 	mkdir -p $(REPORTS)
 	$(BIN)/python -m pytest benchmarks --qc-report-dir $(REPORTS) --junitxml=$(REPORTS)/junit.xml $(PYTEST_ARGS); \
 	  rc=$$?; [ $$rc -eq 5 ] && { echo "no gate test ran" >&2; exit 1; }; exit $$rc
+
+# The opt-in diagnosis of every model (local error, ranges, sensitivity, verified advice): a few minutes a model.
+diagnose: assets
+	mkdir -p $(REPORTS)
+	$(BIN)/python -m pytest benchmarks --qc-diagnose --qc-report-dir $(REPORTS) -k diagnose $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
