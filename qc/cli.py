@@ -11,6 +11,7 @@ from pathlib import Path
 from qc.diagnose.cli import add_parser as add_diagnose_parser
 from qc.errors import QcError
 from qc.pipeline import ModelStages
+from qc.snpe.cli import add_parser as add_hostsim_parser
 
 
 def _cmd_assets(args: argparse.Namespace) -> int:
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channel-swap", choices=["weights", "input"], default="weights")
     p.set_defaults(func=_cmd_fix)
     add_diagnose_parser(sub)
+    add_hostsim_parser(sub)
     return parser
 
 

@@ -29,7 +29,8 @@ With ``FAKE_SNPE_LOG`` set, every call appends a JSON line (tool, argv, cwd, num
 Faults for tests, from the environment variable ``FAKE_SNPE_FAULT`` (comma separated): ``oom`` (net-run is killed
 by SIGKILL: exit status 137 through the shell), ``missing_output`` / ``short_output`` (first graph output of
 ``Result_0`` absent / truncated, non-debug runs), ``bad_throughput``, ``bad_dlcinfo``, ``bad_diagview``,
-``old_diagview`` (no ``--csv_format_version``).
+``old_diagview`` (no ``--csv_format_version``), ``perturb=<tensor>`` (the "device" multiplies that encoded tensor by
+0.8 after its fake quantization, as a runtime bug would: later layers compute on the perturbed value).
 """
 
 from __future__ import annotations
@@ -88,6 +89,11 @@ class ToolError(Exception):
 
 def faults() -> set[str]:
     return {f.strip() for f in os.environ.get("FAKE_SNPE_FAULT", "").split(",") if f.strip()}
+
+
+def perturbed() -> set[str]:
+    """Tensors named by ``perturb=<tensor>`` faults."""
+    return {f.partition("=")[2] for f in faults() if f.startswith("perturb=")}
 
 
 # ------------------------------------------------------------------------------------------------- arguments
@@ -214,7 +220,14 @@ class Dlc:
             extra_inits.append(numpy_helper.from_array(np.array(enc["scale"], np.float32), f"{dst}__qc_s"))
             extra_inits.append(numpy_helper.from_array(np.array(zp, np.uint8), f"{dst}__qc_z"))
             nodes.append(helper.make_node("QuantizeLinear", [src, f"{dst}__qc_s", f"{dst}__qc_z"], [f"{dst}__qc_q"]))
-            nodes.append(helper.make_node("DequantizeLinear", [f"{dst}__qc_q", f"{dst}__qc_s", f"{dst}__qc_z"], [dst]))
+            dq_args = [f"{dst}__qc_q", f"{dst}__qc_s", f"{dst}__qc_z"]
+            if dst not in perturbed():
+                nodes.append(helper.make_node("DequantizeLinear", dq_args, [dst]))
+                return
+            dq_out = f"{dst}__qc_dq"
+            nodes.append(helper.make_node("DequantizeLinear", dq_args, [dq_out]))
+            extra_inits.append(numpy_helper.from_array(np.array(0.8, np.float32), f"{dst}__qc_fault"))
+            nodes.append(helper.make_node("Mul", [dq_out, f"{dst}__qc_fault"], [dst]))
 
         for inp in graph.input:
             if inp.name in self.encodings:
