@@ -146,6 +146,34 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_history(args: argparse.Namespace) -> int:
+    from qc.report.history import HIGHER_IS_BETTER, History
+
+    history = History(Path(args.report_dir) / "history.sqlite")
+    runs = history.runs()[-args.last :]
+    if not runs:
+        print(f"no runs recorded in {history.path}")
+        return 0
+    keep = {r.run_id for r in runs}
+    metrics = args.metric or list(HIGHER_IS_BETTER)
+    points = [p for p in history.points(metrics=metrics) if p.run_id in keep]
+    models = sorted({p.model for p in points if not args.model or p.model in args.model})
+    print(f"{len(runs)} run(s): {runs[0].run_id} ({runs[0].time}) .. {runs[-1].run_id} ({runs[-1].time})")
+    for model in models:
+        print(f"\n{model}")
+        for metric in metrics:
+            series = [(p.run_id, p.value) for p in points if p.model == model and p.metric == metric]
+            if not series:
+                continue
+            values = [v for _, v in series]
+            first, last = values[0], values[-1]
+            better = (last > first) == HIGHER_IS_BETTER.get(metric, True)
+            trend = "=" if last == first else ("better" if better else "WORSE")
+            shown = "  ".join(f"{v:.4g}" for v in values)
+            print(f"  {metric:22} {shown}   ({trend} since the first shown run)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qc", description="Quantization checker for edge NN accelerators.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -182,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, default=1e-4)
     p.add_argument("--channel-swap", choices=["weights", "input"], default="weights")
     p.set_defaults(func=_cmd_fix)
+    p = sub.add_parser("history", help="headline metrics over the recorded runs (reports/history.sqlite)")
+    p.add_argument("--report-dir", default="reports")
+    p.add_argument("--model", action="append", help="only this model (repeatable)")
+    p.add_argument("--metric", action="append", help="only this metric (repeatable; default: headline metrics)")
+    p.add_argument("--last", type=int, default=10, help="the last N runs (default 10)")
+    p.set_defaults(func=_cmd_history)
     add_diagnose_parser(sub)
     add_hostsim_parser(sub)
     return parser

@@ -55,3 +55,21 @@ def test_bad_models_file_is_a_clean_error(tmp_path: Path, capsys: pytest.Capture
     (tmp_path / "models.yaml").write_text("models: []\n")
     assert main(["validate", str(tmp_path / "models.yaml")]) == 2
     assert "models.yaml:1:9: models: List should have at least 1 item" in capsys.readouterr().err
+
+
+def test_history_prints_trends(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from qc.report.history import History, MetricRow, RunInfo
+
+    h = History(tmp_path / "history.sqlite")
+    for i, ap in enumerate((0.30, 0.31, 0.25)):
+        h.append(
+            RunInfo(f"r{i}", f"2026-01-0{i + 1}T00:00:00+00:00", None), [MetricRow("m", "ort-int8", "target_ap", ap)]
+        )
+    assert main(["history", "--report-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "3 run(s): r0" in out
+    assert "target_ap" in out
+    assert "0.3  0.31  0.25" in out
+    assert "WORSE" in out
+    assert main(["history", "--report-dir", str(tmp_path / "none")]) == 0
+    assert "no runs recorded" in capsys.readouterr().out
