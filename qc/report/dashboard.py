@@ -654,31 +654,28 @@ def _layer_section(m: ModelFiles, settings: Mapping[str, Any], charts: Charts) -
                 text(row.get("op_type")),
                 text(row.get("shape")),
                 text(row.get("target_tensor"), "name"),
-                number(c, 5, flag),
-                number(num(row.get("cosine_min")), 5),
-                number(num(row.get("sqnr_db_mean"))),
-                number(num(row.get("sqnr_db_min"))),
-                number(num(row.get("mse_mean"))),
-                number(num(row.get("max_abs"))),
-                text(row.get("undefined"), "wrap"),
+                *_metric_cells(row, c, flag),
             ]
         )
-    heads = [
-        "#",
-        "tensor",
-        "op type",
-        "shape",
-        "target tensor",
-        "cosine mean",
-        "cosine min",
-        "SQNR mean",
-        "SQNR min",
-        "MSE",
-        "max abs",
-        "undefined",
-    ]
+    heads = ["#", "tensor", "op type", "shape", "target tensor", *METRIC_HEADS]
     parts.append(f"<details><summary>All {n} layers (table)</summary>{table(heads, rows)}</details>")
     return "\n".join(parts)
+
+
+METRIC_HEADS = ("cosine mean", "cosine min", "SQNR mean", "SQNR min", "MSE", "max abs", "undefined")
+
+
+def _metric_cells(row: Mapping[str, str], cosine: float | None, flag: str) -> list[Cell]:
+    """The metric columns shared by layers.csv and outputs.csv rows."""
+    return [
+        number(cosine, 5, flag),
+        number(num(row.get("cosine_min")), 5),
+        number(num(row.get("sqnr_db_mean"))),
+        number(num(row.get("sqnr_db_min"))),
+        number(num(row.get("mse_mean"))),
+        number(num(row.get("max_abs"))),
+        text(row.get("undefined"), "wrap"),
+    ]
 
 
 def _outputs_section(m: ModelFiles, settings: Mapping[str, Any]) -> str:
@@ -695,26 +692,10 @@ def _outputs_section(m: ModelFiles, settings: Mapping[str, Any]) -> str:
             [
                 Cell(esc(name) if "[" not in name else f"&nbsp;&nbsp;↳ {esc(name)}", sort=name, cls="name"),
                 text(row.get("shape")),
-                number(c, 5, bad),
-                number(num(row.get("cosine_min")), 5),
-                number(num(row.get("sqnr_db_mean"))),
-                number(num(row.get("sqnr_db_min"))),
-                number(num(row.get("mse_mean"))),
-                number(num(row.get("max_abs"))),
-                text(row.get("undefined"), "wrap"),
+                *_metric_cells(row, c, bad),
             ]
         )
-    heads = [
-        "output / slice",
-        "shape",
-        "cosine mean",
-        "cosine min",
-        "SQNR mean",
-        "SQNR min",
-        "MSE",
-        "max abs",
-        "undefined",
-    ]
+    heads = ["output / slice", "shape", *METRIC_HEADS]
     lead = f"Output cosine threshold: {thr:g}." if thr is not None else "No output cosine threshold in the settings."
     return f"<p>{esc(lead)} Slices (↳) are named parts of an output.</p>\n{table(heads, rows)}"
 
