@@ -87,6 +87,46 @@ def _stats(a: np.ndarray, b: np.ndarray) -> PairStats:
     return pair_stats(a, b)
 
 
+class OutputAccumulator:
+    """Running metrics of the final outputs and of their declared slices (``tensor[slice]``), image by image."""
+
+    def __init__(self, model: str, output_names: list[str], outputs: Mapping[str, OutputSpec]) -> None:
+        missing = [o for o in outputs if o not in output_names]
+        if missing:
+            raise MetricError(
+                f"{model}: outputs {missing} declared in models.yaml are not outputs of the reference model "
+                f"(it has {output_names})."
+            )
+        self.model = model
+        self.names = output_names
+        self.outputs = outputs
+        self.acc: dict[str, MetricAccumulator] = {}
+        for name in output_names:
+            self.acc[name] = MetricAccumulator()
+            for sname in outputs.get(name, OutputSpec()).slices:
+                self.acc[f"{name}[{sname}]"] = MetricAccumulator()
+        self.shapes: dict[str, str] = {}
+
+    def add(self, image_id: int, reference: Mapping[str, np.ndarray], target: Mapping[str, np.ndarray]) -> None:
+        for name in self.names:
+            a, b = reference[name], target.get(name)
+            if b is None:
+                raise MetricError(f"{self.model}: the target produced no output {name!r} (it has {sorted(target)}).")
+            self.shapes.setdefault(name, _fmt(a.shape))
+            self.acc[name].add(_stats(a, b), image_id)
+            for sname, sspec in self.outputs.get(name, OutputSpec()).slices.items():
+                sa, sb = slice_array(a, sspec, name), slice_array(b, sspec, name)
+                self.shapes.setdefault(f"{name}[{sname}]", _fmt(sa.shape))
+                self.acc[f"{name}[{sname}]"].add(_stats(sa, sb), image_id)
+
+    def rows(self) -> list[OutputRow]:
+        out = []
+        for key, acc in self.acc.items():
+            tensor, _, rest = key.partition("[")
+            out.append(OutputRow(key, tensor, rest[:-1] or None, self.shapes.get(key, "?"), acc.summary()))
+        return out
+
+
 def compare_stream(
     model: str,
     reference: Runner,
@@ -103,18 +143,7 @@ def compare_stream(
     """
     matched = [m for m in matches if m.target is not None]
     layer_acc = {m.reference.name: MetricAccumulator() for m in matched}
-    output_names = list(reference.graph().outputs)
-    missing = [o for o in outputs if o not in output_names]
-    if missing:
-        raise MetricError(
-            f"{model}: outputs {missing} declared in models.yaml are not outputs of the reference model "
-            f"(it has {output_names})."
-        )
-    out_acc: dict[str, MetricAccumulator] = {}
-    for name in output_names:
-        out_acc[name] = MetricAccumulator()
-        for sname in outputs.get(name, OutputSpec()).slices:
-            out_acc[f"{name}[{sname}]"] = MetricAccumulator()
+    out_acc = OutputAccumulator(model, list(reference.graph().outputs), outputs)
     shapes: dict[str, str] = {}
     images = 0
     # A batching target (a device tool call per batch) gets images in chunks of its batch size: memory is bounded
@@ -138,17 +167,7 @@ def compare_stream(
                 layer_acc[m.reference.name].add(stats, image_id)
             del tgt_all
             tgt_out, tgt_outs[k] = tgt_outs[k], {}
-            for name in output_names:
-                a = ref_all[name]
-                b = tgt_out.get(name)
-                if b is None:
-                    raise MetricError(f"{model}: the target produced no output {name!r} (it has {sorted(tgt_out)}).")
-                shapes.setdefault(name, _fmt(a.shape))
-                out_acc[name].add(_stats(a, b), image_id)
-                for sname, sspec in outputs.get(name, OutputSpec()).slices.items():
-                    sa, sb = slice_array(a, sspec, name), slice_array(b, sspec, name)
-                    shapes.setdefault(f"{name}[{sname}]", _fmt(sa.shape))
-                    out_acc[f"{name}[{sname}]"].add(_stats(sa, sb), image_id)
+            out_acc.add(image_id, ref_all, tgt_out)
             del ref_all, tgt_out
         del tgt_alls, tgt_outs
     result = Comparison(model=model, images=images)
@@ -163,9 +182,7 @@ def compare_stream(
                 metrics=layer_acc[m.reference.name].summary(),
             )
         )
-    for key, acc in out_acc.items():
-        tensor, _, rest = key.partition("[")
-        result.outputs.append(OutputRow(key, tensor, rest[:-1] or None, shapes.get(key, "?"), acc.summary()))
+    result.outputs = out_acc.rows()
     result.unmatched = [
         Unmatched(m.reference.name, m.reference.op_type, m.reason or "") for m in matches if m.target is None
     ]

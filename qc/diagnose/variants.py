@@ -19,11 +19,9 @@ from typing import Any
 import numpy as np
 
 from qc.cache import stable_hash
-from qc.compare.layerwise import Comparison, OutputRow, slice_array
-from qc.compare.matching import _fmt
-from qc.compare.metrics import MetricAccumulator, PairStats, pair_stats
+from qc.compare.layerwise import Comparison, OutputAccumulator, slice_array
 from qc.config import ModelSpec, OrtInt8Target
-from qc.errors import ConfigError, MetricError, ModelError
+from qc.errors import ConfigError, ModelError
 from qc.eval.accuracy import AccuracyResult, collect, score
 from qc.pipeline import ModelStages, iter_feeds
 from qc.runners.base import Runner
@@ -222,30 +220,9 @@ def compare_outputs(
     spec: ModelSpec, reference: Runner, target: Runner, feeds: Iterable[tuple[int, Mapping[str, np.ndarray]]]
 ) -> Comparison:
     """The output half of :func:`qc.compare.layerwise.compare_stream`: final outputs and slices, streamed."""
-    names = list(reference.graph().outputs)
-    acc: dict[str, MetricAccumulator] = {}
-    shapes: dict[str, str] = {}
+    acc = OutputAccumulator(spec.name, list(reference.graph().outputs), spec.outputs)
     images = 0
     for image_id, feed in feeds:
         images += 1
-        ref, out = reference.run(feed), target.run(feed)
-        for name in names:
-            a, b = ref[name], out.get(name)
-            if b is None:
-                raise MetricError(f"{spec.name}: the variant produced no output {name!r} (it has {sorted(out)}).")
-            pieces = [(name, a, b)]
-            ospec = spec.outputs.get(name)
-            for sname, sspec in ospec.slices.items() if ospec else ():
-                pieces.append((f"{name}[{sname}]", slice_array(a, sspec, name), slice_array(b, sspec, name)))
-            for key, x, y in pieces:
-                shapes.setdefault(key, _fmt(x.shape))
-                if x.shape == y.shape:
-                    stats = pair_stats(x, y)
-                else:
-                    stats = PairStats(math.nan, math.nan, math.nan, math.nan, f"shape {x.shape} vs target {y.shape}")
-                acc.setdefault(key, MetricAccumulator()).add(stats, image_id)
-    result = Comparison(model=spec.name, images=images)
-    for key, running in acc.items():
-        tensor, _, rest = key.partition("[")
-        result.outputs.append(OutputRow(key, tensor, rest[:-1] or None, shapes.get(key, "?"), running.summary()))
-    return result
+        acc.add(image_id, reference.run(feed), target.run(feed))
+    return Comparison(model=spec.name, images=images, outputs=acc.rows())
