@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qc.config import Preprocess
+from qc.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,10 @@ class Transform:
     pad_y: float
     orig_w: int
     orig_h: int
+
+    def __post_init__(self) -> None:
+        if not (self.scale_x > 0 and self.scale_y > 0):
+            raise DataError(f"Transform scales must be positive, got scale_x={self.scale_x}, scale_y={self.scale_y}.")
 
     def to_original(self, boxes_xyxy: np.ndarray) -> np.ndarray:
         out = np.array(boxes_xyxy, dtype=np.float32, copy=True)
