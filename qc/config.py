@@ -52,6 +52,11 @@ class QuantSettings(Strict):
     int16_tensors: tuple[str, ...] = Field(
         default=(), description="Tensors whose activations are quantized to 16 bits (mixed precision overrides)."
     )
+    bias_bitwidth: Literal[8, 32] = Field(
+        default=32,
+        description="snpe-dlc-quant --bias_bitwidth: 32 (int32 biases at input scale x weight scale) or 8 (int8 "
+        "biases with their own per-tensor scale).",
+    )
 
 
 class OrtInt8Target(QuantSettings):
