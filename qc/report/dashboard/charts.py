@@ -1,0 +1,41 @@
+"""Plotly figures as page fragments: numbered chart divs, the common layout, threshold lines read from a CSV."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from qc.report.dashboard.assets import PLOTLY_JS
+from qc.report.dashboard.markup import plot_text
+
+
+class Charts:
+    """Numbers chart divs on one page and renders Plotly figures as a div plus an inline ``Plotly.newPlot``."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def render(self, fig: Any, *, small: bool = False) -> str:
+        self.count += 1
+        div = f"chart-{self.count}"
+        spec = fig.to_json()  # plotly escapes "<", ">" and "/" inside strings, so no "</script>" can appear
+        config = json.dumps({"displaylogo": False, "responsive": True, "showLink": False})
+        cls = "chart small" if small else "chart"
+        return (
+            f'<div id="{div}" class="{cls}"></div>\n<script>(function () {{\n'
+            f'  var el = document.getElementById("{div}"), fig = {spec};\n'
+            f"  if (window.Plotly) {{ Plotly.newPlot(el, fig.data, fig.layout, {config}); }}\n"
+            f'  else {{ el.textContent = "Charts need {PLOTLY_JS} next to index.html; it could not be loaded."; }}\n'
+            f"}})();</script>"
+        )
+
+
+def layout(fig: Any, *, title: str, height: int) -> None:
+    fig.update_layout(
+        title={"text": plot_text(title), "x": 0.01, "font": {"size": 14}},
+        template="plotly_white",
+        height=height,
+        margin={"l": 60, "r": 20, "t": 40, "b": 40},
+        hoverlabel={"namelength": -1},
+        legend={"orientation": "h", "y": -0.15},
+    )
