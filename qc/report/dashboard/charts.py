@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from qc.report.dashboard.assets import PLOTLY_JS
@@ -39,3 +40,40 @@ def layout(fig: Any, *, title: str, height: int) -> None:
         hoverlabel={"namelength": -1},
         legend={"orientation": "h", "y": -0.15},
     )
+
+
+THRESHOLD_COLOR = "#cf222e"
+
+
+def threshold_steps(xs: Sequence[float], values: Sequence[float | None], *, name: str, unit: str = "") -> Any:
+    """A per-layer threshold read from a CSV column, as a dashed step line that follows it value by value (a gap
+    where a layer has none): one horizontal step per layer, so an override shows as a step up or down."""
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        x=list(xs),
+        y=list(values),
+        name=plot_text(name),
+        mode="lines",
+        line={"color": THRESHOLD_COLOR, "dash": "dash", "width": 1.5, "shape": "hvh"},
+        hovertemplate=f"layer %{{x}}: threshold %{{y:.6g}}{plot_text(unit)}<extra>%{{fullData.name}}</extra>",
+    )
+
+
+def threshold_marks(labels: Sequence[str], values: Sequence[float | None], *, name: str, unit: str = "") -> Any:
+    """Per-category thresholds read from a CSV column (one per output or slice), as a short red bar on each."""
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        x=list(labels),
+        y=list(values),
+        name=plot_text(name),
+        mode="markers",
+        marker={"symbol": "line-ew", "size": 26, "line": {"color": THRESHOLD_COLOR, "width": 3}},
+        hovertemplate=f"%{{x}}: threshold %{{y:.6g}}{plot_text(unit)}<extra></extra>",
+    )
+
+
+def no_threshold_column(file: str, column: str) -> str:
+    """The note shown instead of a threshold line when a CSV predates its threshold column."""
+    return f"{file} has no {column} column (written by an older qc): no {column.replace('_', ' ')} line is drawn."

@@ -9,7 +9,8 @@ import csv
 import io
 import json
 import math
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,11 @@ DIAGNOSIS_FILES = (
     "advised.models.yaml",
     "snpe_overrides.json",
 )
+# The tolerance actually applied to each tensor (overrides included), as the comparison writes it: layers.csv has
+# COSINE_THRESHOLD, outputs.csv both. The dashboard draws these and nothing else; a CSV without them (written by an
+# older qc) gets no threshold line.
+COSINE_THRESHOLD = "cosine_threshold"
+SQNR_THRESHOLD = "sqnr_db_threshold"
 MODEL_FILES = (
     "layers.csv",
     "outputs.csv",
@@ -48,6 +54,7 @@ class Loaded:
     rows: list[dict[str, str]]
     data: Any = None
     problem: str | None = None
+    columns: tuple[str, ...] = ()  # a CSV's header, in order
 
     @property
     def missing(self) -> bool:
@@ -61,9 +68,10 @@ def read_csv(path: Path) -> Loaded:
         text = path.read_text(encoding="utf-8")
         reader = csv.DictReader(io.StringIO(text))
         rows = [{str(k): v if isinstance(v, str) else "" for k, v in row.items() if k is not None} for row in reader]
+        columns = tuple(reader.fieldnames or ())
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         return Loaded(path, [], problem=f"unreadable ({exc})")
-    return Loaded(path, rows)
+    return Loaded(path, rows, columns=columns)
 
 
 def read_json(path: Path) -> Loaded:
@@ -197,14 +205,26 @@ def discover_models(report_dir: Path, summary: Loaded, settings: Mapping[str, An
     return list(seen)
 
 
-def threshold(settings: Mapping[str, Any], name: str) -> float | None:
-    """``<name>_threshold``, ``thresholds.<name>`` or ``thresholds: {<name>: ...}`` in a model's settings."""
-    nested = settings.get("thresholds")
-    candidates = [settings.get(f"{name}_threshold"), settings.get(f"thresholds.{name}")]
-    if isinstance(nested, Mapping):
-        candidates.append(nested.get(name))
-    for value in candidates:
-        number = num(value)
-        if finite(number):
-            return number
-    return None
+def thresholds(loaded: Loaded, column: str) -> list[float | None] | None:
+    """Row by row, the threshold in ``column`` (None for a row without a finite one, e.g. a tensor that is not
+    gated); None when the CSV has no such column."""
+    if column not in loaded.columns:
+        return None
+    return [value if finite(value) else None for value in (num(row.get(column)) for row in loaded.rows)]
+
+
+def describe_thresholds(values: Sequence[float | None], noun: str, unit: str = "") -> str:
+    """``0.98`` or ``0.98 (0.995 on 1 layer)``: the most common value, then the others with their counts."""
+    counts = Counter(v for v in values if v is not None)
+    if not counts:
+        return f"none given for any {noun}"
+    ranked = counts.most_common()
+    (common, _), others = ranked[0], ranked[1:]
+    text = f"{common:g}{unit}"
+    shown = [f"{v:g}{unit} on {n} {noun}{'s' if n != 1 else ''}" for v, n in others[:3]]
+    if len(others) > 3:
+        shown.append(f"{len(others) - 3} other values")
+    unset = sum(1 for v in values if v is None)
+    if unset:
+        shown.append(f"none on {unset} {noun}{'s' if unset != 1 else ''}")
+    return f"{text} ({', '.join(shown)})" if shown else text

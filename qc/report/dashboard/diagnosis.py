@@ -9,8 +9,17 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from qc.report.dashboard.charts import Charts, layout
-from qc.report.dashboard.data import DIAGNOSIS_FILES, ModelFiles, finite, fmt_num, num, threshold
+from qc.report.dashboard.charts import Charts, layout, no_threshold_column, threshold_steps
+from qc.report.dashboard.data import (
+    COSINE_THRESHOLD,
+    DIAGNOSIS_FILES,
+    ModelFiles,
+    describe_thresholds,
+    finite,
+    fmt_num,
+    num,
+    thresholds,
+)
 from qc.report.dashboard.markup import (
     Cell,
     as_dict,
@@ -106,7 +115,7 @@ def _origin_points(data: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {str(o.get("tensor")): o for o in as_list(data.get("origins")) if isinstance(o, dict)}
 
 
-def _local_chart(m: ModelFiles, data: Mapping[str, Any], settings: Mapping[str, Any], charts: Charts) -> str:
+def _local_chart(m: ModelFiles, data: Mapping[str, Any], charts: Charts) -> str:
     missing = why_missing(m.local, "diagnosis", empty="the diagnosis compared no layers.")
     if missing:
         return note(missing)
@@ -172,18 +181,12 @@ def _local_chart(m: ModelFiles, data: Mapping[str, Any], settings: Mapping[str, 
                 row=row_no,
                 col=1,
             )
-    for row_no, name, unit in ((1, "layer_sqnr_db", " dB"), (2, "layer_cosine", "")):
-        thr = threshold(settings, name)
-        if thr is not None:
-            fig.add_hline(
-                y=thr,
-                line_dash="dash",
-                line_color="#cf222e",
-                row=row_no,
-                col=1,
-                annotation_text=f"threshold {thr:g}{unit}",
-                annotation_position="bottom left",
-            )
+    read = thresholds(m.layers, COSINE_THRESHOLD)
+    if read is not None:  # the cosine threshold layers.csv gives each layer, matched by tensor name
+        applied = dict(zip((r.get("tensor", "") for r in m.layers.rows), read, strict=True))
+        steps = [applied.get(r.get("tensor", "")) for r in m.local.rows]
+        name = f"cosine threshold {describe_thresholds(steps, 'layer')}"
+        fig.add_trace(threshold_steps(xs, steps, name=name), row=2, col=1)
     layout(fig, title="Accumulated vs local error along the topological order", height=620)
     fig.update_yaxes(title_text="SQNR dB", row=1, col=1)
     fig.update_yaxes(title_text="cosine", row=2, col=1)
@@ -193,6 +196,12 @@ def _local_chart(m: ModelFiles, data: Mapping[str, Any], settings: Mapping[str, 
         "accumulated curve drops but the local one does not, the error is inherited from upstream; an infinite SQNR "
         "(identical tensors) leaves a gap."
     )
+    if read is None:
+        lead += " " + (
+            no_threshold_column("layers.csv", COSINE_THRESHOLD)
+            if not m.layers.problem
+            else "No cosine threshold line: layers.csv is missing or unreadable."
+        )
     return f"{charts.render(fig)}\n<p>{esc(lead)}</p>"
 
 
@@ -398,7 +407,7 @@ def _advice_part(m: ModelFiles, data: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def diagnosis_section(m: ModelFiles, settings: Mapping[str, Any], charts: Charts) -> str:
+def diagnosis_section(m: ModelFiles, charts: Charts) -> str:
     loaded = (m.diagnosis, m.local, m.ranges, m.sensitivity)
     if all(f.missing for f in loaded) and not any((m.folder / f).is_file() for f in DIAGNOSIS_FILES):
         return _diagnosis_missing(m)
@@ -431,7 +440,7 @@ def diagnosis_section(m: ModelFiles, settings: Mapping[str, Any], charts: Charts
     else:
         parts.append(note("No origins without a readable diagnosis.json."))
     parts.append("<h3>Accumulated vs local error</h3>")
-    parts.append(_local_chart(m, data, settings, charts))
+    parts.append(_local_chart(m, data, charts))
     parts.append(f"<h3>Quantization ranges (top {TOP_RANGES} and flagged)</h3>")
     parts.append(_ranges_part(m))
     parts.append("<h3>Sensitivity ranking</h3>")

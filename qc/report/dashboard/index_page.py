@@ -10,8 +10,17 @@ from typing import Any
 
 from qc.config import GATES
 from qc.report.dashboard.assets import PAGE, page
-from qc.report.dashboard.charts import Charts, layout
-from qc.report.dashboard.data import Loaded, ModelFiles, finite, num, read_csv, threshold
+from qc.report.dashboard.charts import Charts, layout, threshold_steps
+from qc.report.dashboard.data import (
+    COSINE_THRESHOLD,
+    Loaded,
+    ModelFiles,
+    describe_thresholds,
+    finite,
+    num,
+    read_csv,
+    thresholds,
+)
 from qc.report.dashboard.markup import (
     OUTCOMES,
     Cell,
@@ -102,42 +111,53 @@ def _index_table(
     return table(heads, rows, cls="models")
 
 
-def _overlay_chart(
-    models: list[str], files: Mapping[str, ModelFiles], settings: Mapping[str, Mapping[str, Any]], charts: Charts
-) -> str:
+def _overlay_chart(models: list[str], files: Mapping[str, ModelFiles], charts: Charts) -> str:
     import plotly.graph_objects as go
+    from plotly.colors import qualitative
 
     fig = go.Figure()
     with_layers = 0
+    without_column: list[str] = []
     for name in models:
         rows = files[name].layers.rows
         if not rows:
             continue
+        color = qualitative.Plotly[with_layers % len(qualitative.Plotly)]
         with_layers += 1
-        xs = [num(r.get("index")) for r in rows]
+        xs = [x if x is not None and finite(x) else float(i) for i, x in enumerate(num(r.get("index")) for r in rows)]
         fig.add_trace(
             go.Scatter(
-                x=[x if finite(x) else float(i) for i, x in enumerate(xs)],
+                x=xs,
                 y=[c if finite(c) else None for c in (num(r.get("cosine_mean")) for r in rows)],
                 customdata=[[plot_text(r.get(k, "")) for k in ("tensor", "op_type", "shape")] for r in rows],
                 name=plot_text(name),
                 mode="lines+markers",
-                marker={"size": 4},
+                marker={"size": 4, "color": color},
+                line={"color": color},
+                legendgroup=plot_text(name),
                 hovertemplate="%{customdata[0]}<br>%{customdata[1]}  %{customdata[2]}<br>layer %{x}: cosine "
                 "%{y:.5f}<extra>%{fullData.name}</extra>",
             )
         )
+        read = thresholds(files[name].layers, COSINE_THRESHOLD)
+        if read is None:
+            without_column.append(name)
+            continue
+        steps = threshold_steps(xs, read, name=f"{name}: threshold {describe_thresholds(read, 'layer')}")
+        steps.update(line={"color": color}, legendgroup=plot_text(name))
+        fig.add_trace(steps)
     if not with_layers:
         return note("No model has a layer comparison (no layers.csv), so there is nothing to overlay.")
-    thresholds = {threshold(settings.get(n, {}), "layer_cosine") for n in models if files[n].layers.rows}
-    if len(thresholds) == 1 and None not in thresholds:
-        (thr,) = thresholds
-        assert thr is not None
-        fig.add_hline(y=thr, line_dash="dash", line_color="#cf222e", annotation_text=f"threshold {thr:g}")
     layout(fig, title="Per-layer cosine (mean over images) along the topological order", height=460)
     fig.update_xaxes(title_text="layer (topological order)")
     fig.update_yaxes(title_text="cosine")
-    return charts.render(fig)
+    chart = charts.render(fig)
+    if without_column:
+        chart += "\n" + note(
+            f"No threshold line for {', '.join(without_column)}: its layers.csv has no {COSINE_THRESHOLD} column "
+            "(written by an older qc)."
+        )
+    return chart
 
 
 def _trends(history: Sequence[HistoryPoint], charts: Charts) -> str:
@@ -301,7 +321,7 @@ def index_page(
     else:
         body.append(note("This folder holds no model results yet."))
     body.append('<h2 id="similarity">Per-layer similarity</h2>')
-    body.append(_overlay_chart(models, files, settings, charts))
+    body.append(_overlay_chart(models, files, charts))
     body.append('<h2 id="trends">Trends over runs</h2>')
     body.append(_trends(history, charts))
     patterns = read_csv(report_dir / "patterns.csv")

@@ -230,13 +230,13 @@ def _settings_section(settings: Mapping[str, Any] | None) -> str:
 def model_page(m: ModelFiles, settings: Mapping[str, Any], summary_row: Mapping[str, str] | None) -> str:
     charts = Charts()
     sections = [
-        ("layers", "Per-layer comparison", layer_section(m, settings, charts)),
-        ("outputs", "Outputs and slices", outputs_section(m, settings)),
+        ("layers", "Per-layer comparison", layer_section(m, charts)),
+        ("outputs", "Outputs and slices", outputs_section(m, charts)),
         ("unmatched", "Unmatched tensors", unmatched_section(m)),
         ("accuracy", "Accuracy", _accuracy_section(m)),
         ("speed", "Speed", _speed_section(m, charts)),
         ("lint", "Lint findings", _lint_section(m)),
-        ("diagnosis", "Diagnosis", diagnosis_section(m, settings, charts)),
+        ("diagnosis", "Diagnosis", diagnosis_section(m, charts)),
         ("settings", "Settings", _settings_section(settings)),
     ]
     nav = "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t, _ in sections)
