@@ -214,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-dir", default="reports")
     p.add_argument("--model", action="append", help="only this model (repeatable)")
     p.add_argument("--metric", action="append", help="only this metric (repeatable; default: headline metrics)")
-    p.add_argument("--last", type=int, default=10, help="the last N runs (default 10)")
+    from qc.report.history import run_count
+
+    p.add_argument("--last", type=run_count, default=10, help="the last N runs, N >= 1 (default 10)")
     p.set_defaults(func=_cmd_history)
     add_diagnose_parser(sub)
     add_hostsim_parser(sub)
