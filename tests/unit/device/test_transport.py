@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from qc.device import CommandResult, LocalTransport, SshConfig, SshTransport, Transport, build_shell_command
-from qc.device.transport import _parse_wc, _Secret, _strip_pid_line
+from qc.device.transport.protocol import strip_pid_line
+from qc.device.transport.ssh import _Secret
+from qc.device.transport.transfer import parse_wc
 from qc.errors import DeviceError
 
 
@@ -63,14 +65,14 @@ def test_command_result_check() -> None:
 
 
 def test_pid_marker_line_is_stripped() -> None:
-    assert _strip_pid_line("__qc_pid__=123\nreal error\n") == ("real error\n", 123)
-    assert _strip_pid_line("noise\n__qc_pid__=7\n") == ("noise\n", 7)
-    assert _strip_pid_line("plain\n") == ("plain\n", None)
+    assert strip_pid_line("__qc_pid__=123\nreal error\n") == ("real error\n", 123)
+    assert strip_pid_line("noise\n__qc_pid__=7\n") == ("noise\n", 7)
+    assert strip_pid_line("plain\n") == ("plain\n", None)
 
 
 def test_parse_wc_listing() -> None:
     text = "   12 ./a.raw\n3 ./sub dir/b c.raw\n 15 total\n0 ./ x\n"
-    assert _parse_wc(text) == {"a.raw": 12, "sub dir/b c.raw": 3, " x": 0}
+    assert parse_wc(text) == {"a.raw": 12, "sub dir/b c.raw": 3, " x": 0}
 
 
 def test_local_transport_satisfies_the_protocol() -> None:

@@ -1,0 +1,804 @@
+"""SshTransport: the Transport contract over SSH with paramiko (connection, retries, commands, deadlines).
+
+paramiko is imported when an :class:`SshTransport` is created, never at import time: ``import qc.device``
+and a local-only run do not pay for it.
+
+Deadlines are total. Every operation runs under a watchdog: when the operation outlives its deadline by
+:data:`WATCHDOG_GRACE_S` (a stalled device: no reply, so no read returns), the watchdog shuts the connection's
+socket, which wakes every blocked read and write at once; the call then raises a DeviceError naming the
+deadline. Retries and reconnects never start after the deadline. A command that outlives its deadline is
+killed through a second channel (see :func:`qc.device.transport.protocol.kill_script`) within
+:data:`KILL_BUDGET_S`; the error says what was killed, or that the device could not be reached to kill it.
+
+Secrets (passwords, key passphrases) are only ever read from environment variables or a ``.env`` file named in
+:class:`SshConfig`; they never appear in logs, reprs or exception texts.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import hashlib
+import logging
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING, TypeVar
+
+from dotenv import dotenv_values
+
+from qc.device.transport import transfer
+from qc.device.transport.channel import (
+    CHUNK,
+    NETWORK_ERRNOS,
+    ConnectionLostError,
+    DeadlineExceededError,
+    DeadlinePassedError,
+    UnreachableError,
+    close_quietly,
+    drain_stderr,
+    has_exit_status,
+    lost_errors,
+)
+from qc.device.transport.protocol import (
+    ENV_NAME,
+    PID_MARK,
+    TOKEN_VAR,
+    Command,
+    CommandResult,
+    Progress,
+    build_shell_command,
+    deadline_from,
+    decode,
+    kill_outcome,
+    kill_script,
+    run_token,
+    shown,
+    strip_pid_line,
+)
+from qc.errors import DeviceError
+
+if TYPE_CHECKING:
+    import paramiko
+
+__all__ = ["SshConfig", "SshTransport"]
+
+log = logging.getLogger("qc.device")
+
+T = TypeVar("T")
+
+WATCHDOG_GRACE_S = 0.7
+"""How long after its deadline an operation may still block before the watchdog closes the connection."""
+
+KILL_BUDGET_S = 0.5
+"""How long after its deadline a command's kill may take (the kill must finish before the watchdog fires)."""
+
+
+def _paramiko() -> ModuleType:
+    """Import paramiko (the only place it is imported at run time), with a clear error if it is missing."""
+    try:
+        import paramiko
+    except ImportError as exc:  # pragma: no cover - paramiko is a dependency of qc
+        raise DeviceError(f"SSH devices need paramiko, which cannot be imported: {exc}.") from None
+    return paramiko
+
+
+class _Secret:
+    """A string that never shows itself in repr/str (so not in logs, tracebacks or pytest's locals either)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class SshConfig:
+    """How to reach one device over SSH. Holds no secret: only the NAMES of the variables that hold them.
+
+    Auth: ``key_file`` (its passphrase, if any, in environment variable ``passphrase_env``), the SSH agent
+    when ``use_agent``, and/or a password in environment variable ``password_env``. Variables are looked up
+    in the environment first, then in ``dotenv_path`` (a ``.env`` file, read without changing the
+    environment).
+
+    Host keys are checked against ``known_hosts``; an unknown key is refused unless ``trust_new_host_key`` is
+    set, which records it in that file. A changed key is always refused.
+    """
+
+    host: str
+    port: int = 22
+    username: str | None = None
+    key_file: Path | None = None
+    passphrase_env: str | None = None
+    password_env: str | None = None
+    dotenv_path: Path | None = None
+    use_agent: bool = False
+    known_hosts: Path = field(default_factory=lambda: Path.home() / ".ssh" / "known_hosts")
+    trust_new_host_key: bool = False
+    connect_timeout_s: float = 10.0
+    io_timeout_s: float = 60.0
+    keepalive_s: int = 15
+    max_attempts: int = 3
+    backoff_s: float = 0.5
+    backoff_max_s: float = 8.0
+    sftp_max_prefetch: int = 32
+    default_transfer_deadline_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise DeviceError("SshConfig.host is empty.")
+        if not 0 < self.port < 65536:
+            raise DeviceError(f"SshConfig.port {self.port} is not a TCP port.")
+        if self.max_attempts < 1:
+            raise DeviceError("SshConfig.max_attempts must be at least 1.")
+        for name in (self.password_env, self.passphrase_env):
+            if name is not None and not ENV_NAME.match(name):
+                raise DeviceError(f"{name!r} is not a valid environment variable name.")
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _fingerprint(key: paramiko.PKey) -> str:
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+class _UnknownHostKeyError(Exception):
+    def __init__(self, hostname: str, key: paramiko.PKey) -> None:
+        super().__init__(hostname)
+        self.hostname = hostname
+        self.key = key
+
+
+@functools.cache
+def _host_key_policies() -> tuple[
+    Callable[[], paramiko.MissingHostKeyPolicy], Callable[[Path], paramiko.MissingHostKeyPolicy]
+]:
+    """(reject unknown keys, record new keys): classes made on first use, since they subclass paramiko's."""
+    import paramiko
+
+    class RejectUnknownPolicy(paramiko.MissingHostKeyPolicy):
+        def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+            raise _UnknownHostKeyError(hostname, key)
+
+    class RecordNewHostKeyPolicy(paramiko.MissingHostKeyPolicy):
+        """Accept an unknown host key and append it to the known_hosts file (trust on first use, on request)."""
+
+        def __init__(self, known_hosts: Path) -> None:
+            self.known_hosts = known_hosts
+
+        def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+            client.get_host_keys().add(hostname, key.get_name(), key)
+            self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+            line = paramiko.hostkeys.HostKeyEntry([hostname], key).to_line() or ""
+            existed = self.known_hosts.exists()
+            with self.known_hosts.open("a", encoding="utf-8") as fh:
+                fh.write(line)
+            if not existed:
+                os.chmod(self.known_hosts, 0o600)
+            log.warning(
+                "Recorded the new host key of %s (%s %s) in %s.",
+                hostname,
+                key.get_name(),
+                _fingerprint(key),
+                self.known_hosts,
+            )
+
+    return RejectUnknownPolicy, RecordNewHostKeyPolicy
+
+
+class _Watchdog:
+    """Aborts the connection of ``owner`` at ``fire_at`` (monotonic) unless the ``with`` block ended first."""
+
+    def __init__(self, owner: SshTransport, fire_at: float) -> None:
+        self.owner = owner
+        self.fired = False
+        self._timer = threading.Timer(max(0.0, fire_at - time.monotonic()), self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._timer.cancel()
+
+    def _fire(self) -> None:
+        self.fired = True
+        log.debug("%r: an operation outlived its deadline; closing the connection.", self.owner)
+        self.owner.abort()
+
+
+class SshTransport:
+    """:class:`Transport` over SSH with paramiko. Connects lazily; reconnects after a dropped connection.
+
+    Idempotent steps (transfers, and ``run(..., idempotent=True)``) are retried on a lost connection with
+    exponential backoff, at most ``config.max_attempts`` times. A command that may have started is not re-run
+    unless it is marked idempotent.
+    """
+
+    def __init__(self, config: SshConfig) -> None:
+        _paramiko()  # an SSH transport is being made: now (and only now) paramiko is needed
+        self.config = config
+        self._client: paramiko.SSHClient | None = None
+        self._sock: socket.socket | None = None  # the TCP socket of the current (or connecting) client
+        self._aborted = False  # the watchdog closed the current connection
+        self._sftp_client: paramiko.SFTPClient | None = None
+        self._lock = threading.RLock()
+        self._password: _Secret | None = None
+        self._passphrase: _Secret | None = None
+        self._secrets_loaded = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        user = self.config.username or "<current user>"
+        return f"SshTransport({user}@{self.config.address})"
+
+    def __enter__(self) -> SshTransport:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- connection
+
+    def _secret(self, env_name: str | None, what: str) -> _Secret | None:
+        if env_name is None:
+            return None
+        value = os.environ.get(env_name)
+        if value is None and self.config.dotenv_path is not None and self.config.dotenv_path.is_file():
+            value = dotenv_values(self.config.dotenv_path).get(env_name)
+        if value is None:
+            where = f" or in {self.config.dotenv_path}" if self.config.dotenv_path is not None else ""
+            raise DeviceError(
+                f"The {what} for {self.config.address} is not set: define {env_name} in the environment{where}."
+            )
+        return _Secret(value)
+
+    def _load_secrets(self) -> None:
+        if not self._secrets_loaded:
+            self._password = self._secret(self.config.password_env, "SSH password")
+            self._passphrase = self._secret(self.config.passphrase_env, "key passphrase")
+            self._secrets_loaded = True
+
+    def connect(self) -> None:
+        """Open the connection now (otherwise the first operation does)."""
+        deadline = time.monotonic() + 3 * self.config.connect_timeout_s
+        with _Watchdog(self, deadline):
+            self._ensure_client()
+
+    def abort(self) -> None:
+        """Close the connection's socket at once, from any thread, without waiting for a lock.
+
+        Every read or write blocked on it (in paramiko's thread or in an operation) fails at once; the next
+        operation reconnects. Used by the deadline watchdog against a device that stopped answering.
+        """
+        self._aborted = True
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        client = self._client
+        transport = client.get_transport() if client is not None else None
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                transport.close()
+
+    def _ensure_client(self) -> paramiko.SSHClient:
+        with self._lock:
+            if self._closed:
+                raise DeviceError(f"{self!r} is closed.")
+            client = self._client
+            if client is not None:
+                transport = client.get_transport()
+                if transport is not None and transport.is_active():
+                    return client
+                self._drop_client()
+            self._client = self._open_client()
+            return self._client
+
+    def _auth_methods(self) -> str:
+        methods = []
+        if self.config.key_file is not None:
+            methods.append(f"key {self.config.key_file}")
+        if self.config.use_agent:
+            methods.append("agent")
+        if self.config.password_env is not None:
+            methods.append(f"password from ${self.config.password_env}")
+        return ", ".join(methods) or "no method configured"
+
+    def _connect_socket(self) -> socket.socket:
+        """The TCP connection to the device, kept in ``self._sock`` so that the watchdog can shut it."""
+        cfg = self.config
+        try:
+            sock = socket.create_connection((cfg.host, cfg.port), timeout=cfg.connect_timeout_s)
+        except TimeoutError:
+            raise UnreachableError(
+                f"Device {cfg.address} is unreachable: no answer within {cfg.connect_timeout_s:g} s."
+            ) from None
+        except OSError as exc:
+            reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+            raise UnreachableError(f"Device {cfg.address} is unreachable: {reason}.") from None
+        self._sock = sock
+        self._aborted = False
+        return sock
+
+    def _open_client(self) -> paramiko.SSHClient:
+        cfg = self.config
+        self._load_secrets()
+        import paramiko
+
+        reject_unknown, record_new = _host_key_policies()
+        client = paramiko.SSHClient()
+        known_hosts = cfg.known_hosts.expanduser()
+        if known_hosts.is_file():
+            try:
+                client.load_host_keys(str(known_hosts))
+            except (OSError, paramiko.SSHException) as exc:
+                raise DeviceError(f"Cannot read known_hosts file {known_hosts}: {exc}.") from None
+        if cfg.trust_new_host_key:
+            client.set_missing_host_key_policy(record_new(known_hosts))
+        else:
+            client.set_missing_host_key_policy(reject_unknown())
+        username = cfg.username or _current_user()
+        key_filename = str(cfg.key_file.expanduser()) if cfg.key_file is not None else None
+        if key_filename is not None and not Path(key_filename).is_file():
+            raise DeviceError(f"SSH key file {key_filename} for {cfg.address} does not exist.")
+        sock = self._connect_socket()
+        try:
+            client.connect(
+                cfg.host,
+                sock=sock,
+                port=cfg.port,
+                username=username,
+                password=self._password.reveal() if self._password is not None else None,
+                passphrase=self._passphrase.reveal() if self._passphrase is not None else None,
+                key_filename=key_filename,
+                timeout=cfg.connect_timeout_s,
+                banner_timeout=cfg.connect_timeout_s,
+                auth_timeout=cfg.connect_timeout_s,
+                channel_timeout=cfg.connect_timeout_s,
+                allow_agent=cfg.use_agent,
+                look_for_keys=False,
+            )
+        except _UnknownHostKeyError as exc:
+            client.close()
+            raise DeviceError(
+                f"Host key of {cfg.address} ({exc.key.get_name()} {_fingerprint(exc.key)}) "
+                f"is not in {known_hosts}; "
+                "refusing to connect. Check the fingerprint, then connect once with trust_new_host_key=True "
+                "to record it."
+            ) from None
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise DeviceError(
+                f"Host key of {cfg.address} changed: got {exc.key.get_name()} {_fingerprint(exc.key)}, "
+                f"{known_hosts} has {_fingerprint(exc.expected_key)}; "
+                "possible man-in-the-middle, refusing to connect."
+            ) from None
+        except paramiko.AuthenticationException:
+            client.close()
+            raise DeviceError(
+                f"Authentication as {username} to {cfg.address} failed (tried: {self._auth_methods()})."
+            ) from None
+        except paramiko.PasswordRequiredException:
+            client.close()
+            raise DeviceError(
+                f"SSH key {key_filename} is encrypted: set passphrase_env to the variable holding its passphrase."
+            ) from None
+        except TimeoutError:
+            client.close()
+            raise UnreachableError(
+                f"Device {cfg.address} is unreachable: no answer within {cfg.connect_timeout_s:g} s."
+            ) from None
+        except paramiko.SSHException as exc:
+            client.close()
+            msg = " ".join(str(exc).split()) or type(exc).__name__
+            raise UnreachableError(
+                f"SSH handshake with {cfg.address} failed: no usable SSH answer within "
+                f"{cfg.connect_timeout_s:g} s ({msg})."
+            ) from None
+        except OSError as exc:
+            client.close()
+            reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+            raise UnreachableError(f"Device {cfg.address} is unreachable: {reason}.") from None
+        transport = client.get_transport()
+        if transport is None:  # pragma: no cover - connect() always sets it
+            raise DeviceError(f"SSH connection to {cfg.address} has no transport.")
+        transport.set_keepalive(cfg.keepalive_s)
+        log.debug("Connected to %s@%s.", username, cfg.address)
+        return client
+
+    def _drop_client(self) -> None:
+        with self._lock:
+            if self._sftp_client is not None:
+                with contextlib.suppress(Exception):
+                    self._sftp_client.close()
+            self._sftp_client = None
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    self._client.close()
+            self._client = None
+            self._sock = None
+
+    def disconnect(self) -> None:
+        """Close the connection (the next operation reconnects). Also simulates a drop in tests."""
+        self._drop_client()
+
+    def close(self) -> None:
+        self._drop_client()
+        self._closed = True
+
+    def open_sftp(self) -> paramiko.SFTPClient:
+        """The SFTP client of the current connection (opened on demand, shared)."""
+        client = self._ensure_client()
+        with self._lock:
+            if self._sftp_client is None:
+                sftp = client.open_sftp()
+                sftp.get_channel().settimeout(self.config.io_timeout_s)  # type: ignore[union-attr]
+                self._sftp_client = sftp
+            return self._sftp_client
+
+    def _alive(self) -> bool:
+        client = self._client
+        if client is None:
+            return False
+        transport = client.get_transport()
+        return transport is not None and transport.is_active()
+
+    def _retrying(
+        self,
+        what: str,
+        op: Callable[[paramiko.SSHClient], T],
+        *,
+        idempotent: bool,
+        deadline: float,
+        deadline_s: float,
+        stalled: str = "",
+    ) -> T:
+        """Run ``op`` on a live connection under the deadline watchdog, retrying a lost connection.
+
+        No attempt, reconnect or backoff starts after ``deadline``. When the watchdog had to close the
+        connection (the device stopped answering), raises DeadlinePassedError ending with ``stalled``.
+        """
+        cfg = self.config
+        attempt = 0
+        had_client = self._client is not None
+        while True:
+            attempt += 1
+            if time.monotonic() >= deadline:
+                raise DeadlinePassedError(
+                    f"{what} on {cfg.address} exceeded its deadline of {deadline_s:g} s "
+                    f"after {attempt - 1} attempt(s) that lost the connection."
+                )
+            dog = _Watchdog(self, deadline + WATCHDOG_GRACE_S)
+            try:
+                with dog:
+                    client = self._ensure_client()
+                    had_client = True
+                    return op(client)
+            except DeadlinePassedError:
+                raise
+            except Exception as exc:
+                if not dog.fired:
+                    if not isinstance(exc, UnreachableError | ConnectionLostError):
+                        raise
+                    if isinstance(exc, UnreachableError) and (not had_client or attempt >= cfg.max_attempts):
+                        raise
+                if dog.fired or time.monotonic() >= deadline:
+                    self._drop_client()
+                    raise DeadlinePassedError(
+                        f"{what} on {cfg.address} exceeded its deadline of {deadline_s:g} s: the device stopped "
+                        f"answering, so the connection was closed{stalled}."
+                    ) from None
+                if isinstance(exc, ConnectionLostError):
+                    self._drop_client()
+                    if exc.started and not idempotent:
+                        raise DeviceError(
+                            f"{what} on {cfg.address}: the connection was lost while it ran ({exc}); "
+                            "not retried because it is not idempotent."
+                        ) from None
+                    if attempt >= cfg.max_attempts:
+                        raise DeviceError(
+                            f"{what} on {cfg.address} failed: connection lost ({exc}) after {attempt} attempt(s)."
+                        ) from None
+                    log.warning(
+                        "%s on %s: connection lost (%s); retry %d of %d.",
+                        what,
+                        cfg.address,
+                        exc,
+                        attempt,
+                        cfg.max_attempts - 1,
+                    )
+                self._sleep_backoff(attempt, deadline)
+
+    def _sleep_backoff(self, attempt: int, deadline: float) -> None:
+        pause = min(self.config.backoff_max_s, self.config.backoff_s * 2 ** (attempt - 1))
+        time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+
+    def _alive_settled(self, wait_s: float = 0.3) -> bool:
+        """Like _alive(), but gives paramiko's transport thread a moment to notice a dead socket.
+
+        When a connection drops, paramiko closes the channels before it marks the transport inactive, so an
+        error seen on a channel may come a little before ``is_active()`` turns false.
+        """
+        end = time.monotonic() + wait_s
+        while self._alive() and not self._aborted:
+            if time.monotonic() >= end:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def _dropped(self, chan: paramiko.Channel) -> bool:
+        """Whether a channel ended because the connection died (closed with no EOF and no exit status)."""
+        if chan.closed and not chan.eof_received and not has_exit_status(chan):
+            return True
+        return not self._alive_settled()
+
+    def _lost_or_error(self, what: str, exc: BaseException, *, started: bool) -> Exception:
+        """Classify an exception raised mid-operation: a dead connection, or a real error of the operation."""
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, EOFError | TimeoutError):
+            return ConnectionLostError(text, started=started)
+        answered = isinstance(exc, OSError) and exc.errno is not None and exc.errno not in NETWORK_ERRNOS
+        if not (answered and self._alive()) and not self._alive_settled():
+            return ConnectionLostError(text, started=started)
+        reason = getattr(exc, "strerror", None) or text
+        return DeviceError(f"{what} on {self.config.address} failed: {reason}.")
+
+    # ---------------------------------------------------------------- commands
+
+    def run(
+        self,
+        command: Command,
+        *,
+        deadline_s: float,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        idempotent: bool = False,
+        check: bool = False,
+    ) -> CommandResult:
+        """Run a command on the device (see :class:`Transport`); DeviceError when the deadline passes."""
+        deadline = deadline_from(deadline_s, deadline_s)
+        script = build_shell_command(command, env=env, cwd=cwd)
+        text = shown(command)
+        log.debug("run on %s: %s%s", self.config.address, text, f" (env: {', '.join(env)})" if env else "")
+
+        def op(client: paramiko.SSHClient) -> CommandResult:
+            return self._exec(client, script, text, deadline, deadline_s)
+
+        result = self._retrying(
+            f"Command '{text}'",
+            op,
+            idempotent=idempotent,
+            deadline=deadline,
+            deadline_s=deadline_s,
+            stalled="; nothing could be killed, the command may still be running there",
+        )
+        return result.check(f"Command '{text}' on {self.config.address}") if check else result
+
+    def _open_channel(
+        self, client: paramiko.SSHClient, command: str, *, timeout_s: float | None = None
+    ) -> paramiko.Channel:
+        transport = client.get_transport()
+        if transport is None or not transport.is_active():
+            raise ConnectionLostError("SSH session not active", started=False)
+        try:
+            chan = transport.open_session(timeout=timeout_s or self.config.connect_timeout_s)
+        except lost_errors() as exc:
+            if not transport.is_active():
+                raise ConnectionLostError(" ".join(str(exc).split()) or type(exc).__name__, started=False) from None
+            raise DeviceError(f"Cannot open an SSH channel to {self.config.address}: {exc}.") from None
+        try:
+            chan.exec_command(command)
+        except lost_errors() as exc:
+            close_quietly(chan)
+            raise self._lost_or_error("Starting a command", exc, started=True) from None
+        return chan
+
+    def _exec(
+        self, client: paramiko.SSHClient, script: str, text: str, deadline: float, deadline_s: float
+    ) -> CommandResult:
+        """Run ``script`` (shown as ``text``) in a fresh session marked with a run token; kill it at the deadline.
+
+        sshd makes each session's shell a session and process-group leader; the shell prints its pid first
+        (stripped from stderr) and exports the token, which every descendant inherits, even one that left the
+        group with ``setsid``.
+        """
+        start = time.monotonic()
+        token = run_token()
+        wrapped = f"{TOKEN_VAR}={token}; export {TOKEN_VAR}; printf '{PID_MARK}%s\\n' \"$$\" >&2; {script}"
+        chan = self._open_channel(client, wrapped)
+        out: list[bytes] = []
+        err: list[bytes] = []
+        try:
+            while True:
+                got = False
+                while chan.recv_ready():
+                    data = chan.recv(CHUNK)
+                    if not data:
+                        break
+                    out.append(data)
+                    got = True
+                while chan.recv_stderr_ready():
+                    data = chan.recv_stderr(CHUNK)
+                    if not data:
+                        break
+                    err.append(data)
+                    got = True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 and not (chan.closed or (chan.eof_received and chan.exit_status_ready())):
+                    stderr, pid = strip_pid_line(decode(err))
+                    log.debug("Partial stderr of timed-out command %s: %s", text, stderr[-2000:])
+                    outcome = self._kill_remote(client, token, pid, deadline + KILL_BUDGET_S)
+                    raise DeadlinePassedError(
+                        f"Command '{text}' on {self.config.address} exceeded its deadline of {deadline_s:g} s; "
+                        f"{outcome}."
+                    )
+                if got:
+                    continue
+                if chan.closed or (chan.eof_received and chan.exit_status_ready()):
+                    break
+                if not self._alive():
+                    raise ConnectionLostError("connection dropped while the command ran", started=True)
+                select.select([chan], [], [], min(0.1, max(0.0, remaining)))
+            if not has_exit_status(chan) and (not chan.eof_received or not self._alive()):
+                # Closed without EOF: the transport unlinked the channel because the connection died.
+                raise ConnectionLostError("connection dropped while the command ran", started=True)
+            rc = chan.exit_status if has_exit_status(chan) else -1
+        except lost_errors() as exc:
+            raise self._lost_or_error(f"Command '{text}'", exc, started=True) from None
+        finally:
+            close_quietly(chan)
+        stderr, _pid = strip_pid_line(decode(err))
+        return CommandResult(rc=rc, stdout=decode(out), stderr=stderr, duration_s=time.monotonic() - start)
+
+    def _kill_remote(self, client: paramiko.SSHClient, token: str, pid: int | None, until: float) -> str:
+        """SIGKILL every process of a timed-out command through a second channel; say truthfully what happened.
+
+        Gives up at ``until``: a device that cannot run the kill script by then is treated as stalled, and the
+        connection is closed.
+        """
+        chan: paramiko.Channel | None = None
+        report: list[bytes] = []
+        try:
+            chan = self._open_channel(client, kill_script(token, pid), timeout_s=max(0.05, until - time.monotonic()))
+            while not (chan.eof_received and chan.exit_status_ready()) and not chan.closed:
+                remaining = until - time.monotonic()
+                if remaining <= 0:
+                    break
+                select.select([chan], [], [], min(0.05, remaining))
+                while chan.recv_ready():
+                    report.append(chan.recv(CHUNK))
+            while chan.recv_ready():
+                report.append(chan.recv(CHUNK))
+            done = chan.eof_received and chan.exit_status_ready()
+        except (DeviceError, ConnectionLostError, *lost_errors()):  # type: ignore[misc]
+            done = False
+        finally:
+            if chan is not None:
+                close_quietly(chan)
+        if not done:
+            self.abort()
+            group = f"its process group {pid}" if pid else "its processes"
+            return (
+                f"it could not be killed: the device did not run the kill within {KILL_BUDGET_S:g} s, so the "
+                f"connection was closed and {group} may still be running"
+            )
+        return kill_outcome(decode(report), pid)
+
+    def _finish(self, chan: paramiko.Channel, deadline: float, stderr: list[bytes], what: str) -> int:
+        """Wait for a transfer command's exit status (draining its output); -1 when none came."""
+        while not (chan.closed or (chan.eof_received and chan.exit_status_ready())):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeadlineExceededError
+            drain_stderr(chan, stderr)
+            while chan.recv_ready():
+                chan.recv(CHUNK)
+            if not self._alive():
+                raise ConnectionLostError(f"connection dropped during {what}", started=True)
+            select.select([chan], [], [], min(0.1, remaining))
+        drain_stderr(chan, stderr)
+        if not has_exit_status(chan) and (not chan.eof_received or not self._alive()):
+            raise ConnectionLostError(f"connection dropped during {what}", started=True)
+        return chan.exit_status if has_exit_status(chan) else -1
+
+    # ---------------------------------------------------------------- transfers (see transfer.py)
+
+    def _sftp_or_lost(self) -> paramiko.SFTPClient:
+        try:
+            return self.open_sftp()
+        except lost_errors() as exc:
+            if self._alive():
+                raise DeviceError(f"Cannot start SFTP on {self.config.address}: {exc}.") from None
+            raise ConnectionLostError(" ".join(str(exc).split()) or type(exc).__name__, started=False) from None
+
+    def put(
+        self,
+        local: str | os.PathLike[str],
+        remote: str,
+        *,
+        deadline_s: float | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        """Upload one file via SFTP to a temporary name, check its size, then rename it into place."""
+        total = deadline_s or self.config.default_transfer_deadline_s
+        transfer.sftp_put(self, local, remote, deadline_from(total, total), total, progress)
+
+    def get(
+        self,
+        remote: str,
+        local: str | os.PathLike[str],
+        *,
+        deadline_s: float | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        """Download one file via SFTP (bounded prefetch) to a temporary sibling, check its size, rename it."""
+        total = deadline_s or self.config.default_transfer_deadline_s
+        transfer.sftp_get(self, remote, local, deadline_from(total, total), total, progress)
+
+    def remote_sizes(self, remote_dir: str, *, deadline_s: float = 120.0) -> dict[str, int]:
+        """Sizes of the regular files below ``remote_dir``, keyed by POSIX path relative to it."""
+        deadline = deadline_from(deadline_s, deadline_s)
+        return self._retrying(
+            f"Listing {remote_dir}",
+            lambda client: transfer.remote_sizes(self, client, remote_dir, deadline, deadline_s),
+            idempotent=True,
+            deadline=deadline,
+            deadline_s=deadline_s,
+        )
+
+    def put_tree(
+        self,
+        local_dir: str | os.PathLike[str],
+        remote_dir: str,
+        *,
+        deadline_s: float | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        """Send a local folder as one tar stream into ``remote_dir`` (created), then check file sizes."""
+        total = deadline_s or self.config.default_transfer_deadline_s
+        transfer.tar_put_tree(self, local_dir, remote_dir, deadline_from(total, total), total, progress)
+
+    def get_tree(
+        self,
+        remote_dir: str,
+        local_dir: str | os.PathLike[str],
+        *,
+        deadline_s: float | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        """Fetch a remote folder as one tar stream into ``local_dir`` (see :func:`transfer.tar_get_tree`)."""
+        total = deadline_s or self.config.default_transfer_deadline_s
+        transfer.tar_get_tree(self, remote_dir, local_dir, deadline_from(total, total), total, progress)
+
+
+def _current_user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return os.environ.get("USER") or os.environ.get("USERNAME") or "root"
