@@ -73,7 +73,12 @@ class ChannelWriter:
                 raise DeadlineExceededError
             drain_stderr(self.chan, self.stderr)
             self.chan.settimeout(min(self.io_timeout, remaining))
-            n = self.chan.send(bytes(view[:CHUNK]))
+            try:
+                n = self.chan.send(bytes(view[:CHUNK]))
+            except TimeoutError:
+                if time.monotonic() >= self.deadline:
+                    raise DeadlineExceededError from None
+                raise
             if n <= 0:
                 raise OSError(errno.EPIPE, "the remote side closed the channel")
             view = view[n:]
@@ -103,7 +108,12 @@ class ChannelReader:
             raise DeadlineExceededError
         drain_stderr(self.chan, self.stderr)
         self.chan.settimeout(min(self.io_timeout, remaining))
-        data: bytes = self.chan.recv(CHUNK if size is None or size < 0 else max(1, min(size, CHUNK)))
+        try:
+            data: bytes = self.chan.recv(CHUNK if size is None or size < 0 else max(1, min(size, CHUNK)))
+        except TimeoutError:
+            if time.monotonic() >= self.deadline:
+                raise DeadlineExceededError from None
+            raise
         self.received += len(data)
         if self.progress is not None and data:
             self.progress(self.received)

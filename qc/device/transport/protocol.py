@@ -209,29 +209,23 @@ def deadline_from(deadline_s: float | None, default_s: float) -> float:
 TOKEN_VAR = "QC_RUN_TOKEN"
 """Every command qc runs exports ``QC_RUN_TOKEN=<random>``: its processes keep it even after ``setsid``."""
 
-_KILL_SCRIPT = r"""g={pgid}; tok={token}
+_KILL_SCRIPT = r"""{start}tok={token}
 members() {{
-  for f in /proc/[0-9]*/stat; do
-    p=${{f#/proc/}}; p=${{p%/stat}}
-    read -r s < "$f" 2>/dev/null || continue
-    s=${{s##*) }}; set -- $s
-    [ "$1" = Z ] && continue
-    if [ "$3" = "$g" ] || [ "$4" = "$g" ]; then echo "$p"; fi
-  done
-  for f in $(grep -l -F -e "$tok" /proc/[0-9]*/environ 2>/dev/null); do
-    p=${{f#/proc/}}; echo "${{p%/environ}}"
-  done
+  {{ [ "$g" = none ] || grep -l -E -e "^[0-9]+ \(.*\) [^Z] [0-9]+ $g " -e "^[0-9]+ \(.*\) [^Z] [0-9]+ [0-9]+ $g " \
+      /proc/[0-9]*/stat 2>/dev/null
+    grep -l -F -e "$tok" /proc/[0-9]*/environ 2>/dev/null; }} |
+  while read -r f; do f=${{f#/proc/}}; echo "${{f%%/*}}"; done | sort -un
 }}
 killed=''
-for i in 1 2 3 4 5 6 7 8; do
-  now=$(members | sort -u)
+for i in 1 2 3 4 5 6; do
+  now=$(members)
   [ -z "$now" ] && break
   kill -KILL $now 2>/dev/null
   killed="$killed $now"
-  sleep 0.05
+  sleep 0.02
 done
-echo "killed:$(echo $killed | tr ' ' '\n' | sort -un | tr '\n' ' ')"
-echo "left:$(members | sort -un | tr '\n' ' ')"
+echo "killed:" $(printf '%s\n' $killed | sort -un)
+echo "left:" $(members)
 """
 
 
@@ -240,15 +234,21 @@ def run_token() -> str:
     return uuid.uuid4().hex
 
 
-def kill_script(token: str, pgid: int | None) -> str:
+def kill_script(token: str, pgid: int | None, *, on_go: bool = False) -> str:
     """Shell text that SIGKILLs every process of a command and reports ``killed: <pids>`` / ``left: <pids>``.
+
+    With ``on_go`` the script first waits for a line ``go <pgid>`` on its stdin (and exits, killing nothing,
+    at end of input): a kill made ready ahead of a deadline, so that pulling the trigger costs no new session.
 
     A process belongs to the command when it is in the command's process group or session ``pgid`` (the
     group leader's pid), or carries the command's token in its environment (which survives ``setsid`` and
     re-parenting). It reads ``/proc``: the devices qc drives run Linux.
     """
-    group = str(pgid) if pgid is not None and pgid > 1 else "none"
-    return _KILL_SCRIPT.format(pgid=group, token=shlex.quote(f"{TOKEN_VAR}={token}"))
+    if on_go:
+        start = 'read -r go g || exit 0; [ "$go" = go ] || exit 0; [ -n "$g" ] || g=none; '
+    else:
+        start = f"g={pgid if pgid is not None and pgid > 1 else 'none'}; "
+    return _KILL_SCRIPT.format(start=start, token=shlex.quote(f"{TOKEN_VAR}={token}"))
 
 
 def kill_outcome(report: str, pgid: int | None) -> str:

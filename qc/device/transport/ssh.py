@@ -74,11 +74,14 @@ log = logging.getLogger("qc.device")
 
 T = TypeVar("T")
 
-WATCHDOG_GRACE_S = 0.7
+WATCHDOG_GRACE_S = 0.25
 """How long after its deadline an operation may still block before the watchdog closes the connection."""
 
-KILL_BUDGET_S = 0.5
-"""How long after its deadline a command's kill may take (the kill must finish before the watchdog fires)."""
+KILL_BUDGET_S = 0.6
+"""How long after its deadline a command's kill may take (the watchdog waits for it, plus the grace)."""
+
+KILL_ARM_S = 2.0
+"""How long before its deadline a still running command gets its kill made ready (a waiting second session)."""
 
 
 def _paramiko() -> ModuleType:
@@ -210,8 +213,13 @@ class _Watchdog:
     def __init__(self, owner: SshTransport, fire_at: float) -> None:
         self.owner = owner
         self.fired = False
-        self._timer = threading.Timer(max(0.0, fire_at - time.monotonic()), self._fire)
-        self._timer.daemon = True
+        self._lock = threading.Lock()
+        self._timer = self._arm(fire_at)
+
+    def _arm(self, fire_at: float) -> threading.Timer:
+        timer = threading.Timer(max(0.0, fire_at - time.monotonic()), self._fire)
+        timer.daemon = True
+        return timer
 
     def __enter__(self) -> _Watchdog:
         self._timer.start()
@@ -220,10 +228,22 @@ class _Watchdog:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._timer.cancel()
+        with self._lock:
+            self._timer.cancel()
+
+    def postpone(self, fire_at: float) -> None:
+        """Fire at ``fire_at`` instead (used while a timed-out command is being killed)."""
+        with self._lock:
+            if not self.fired:
+                self._timer.cancel()
+                self._timer = self._arm(fire_at)
+                self._timer.start()
 
     def _fire(self) -> None:
-        self.fired = True
+        with self._lock:
+            if self.fired:
+                return
+            self.fired = True
         log.debug("%r: an operation outlived its deadline; closing the connection.", self.owner)
         self.owner.abort()
 
@@ -242,6 +262,7 @@ class SshTransport:
         self._client: paramiko.SSHClient | None = None
         self._sock: socket.socket | None = None  # the TCP socket of the current (or connecting) client
         self._aborted = False  # the watchdog closed the current connection
+        self._watch = threading.local()  # the watchdog of the operation running in this thread
         self._sftp_client: paramiko.SFTPClient | None = None
         self._lock = threading.RLock()
         self._password: _Secret | None = None
@@ -493,6 +514,7 @@ class SshTransport:
                     f"after {attempt - 1} attempt(s) that lost the connection."
                 )
             dog = _Watchdog(self, deadline + WATCHDOG_GRACE_S)
+            self._watch.dog = dog
             try:
                 with dog:
                     client = self._ensure_client()
@@ -632,8 +654,14 @@ class SshTransport:
         chan = self._open_channel(client, wrapped)
         out: list[bytes] = []
         err: list[bytes] = []
+        arm_at = deadline - min(KILL_ARM_S, deadline_s / 2)
+        killer: paramiko.Channel | None = None
+        armed = False
         try:
             while True:
+                if not armed and time.monotonic() >= arm_at:
+                    armed = True
+                    killer = self._arm_kill(client, token, deadline)
                 got = False
                 while chan.recv_ready():
                     data = chan.recv(CHUNK)
@@ -651,7 +679,11 @@ class SshTransport:
                 if remaining <= 0 and not (chan.closed or (chan.eof_received and chan.exit_status_ready())):
                     stderr, pid = strip_pid_line(decode(err))
                     log.debug("Partial stderr of timed-out command %s: %s", text, stderr[-2000:])
-                    outcome = self._kill_remote(client, token, pid, deadline + KILL_BUDGET_S)
+                    dog: _Watchdog | None = getattr(self._watch, "dog", None)
+                    if dog is not None:
+                        dog.postpone(deadline + KILL_BUDGET_S + WATCHDOG_GRACE_S)
+                    outcome = self._kill_remote(client, token, pid, deadline + KILL_BUDGET_S, killer)
+                    killer = None
                     raise DeadlinePassedError(
                         f"Command '{text}' on {self.config.address} exceeded its deadline of {deadline_s:g} s; "
                         f"{outcome}."
@@ -671,19 +703,40 @@ class SshTransport:
             raise self._lost_or_error(f"Command '{text}'", exc, started=True) from None
         finally:
             close_quietly(chan)
+            if killer is not None:
+                close_quietly(killer)  # end of input: the waiting kill exits without killing
         stderr, _pid = strip_pid_line(decode(err))
         return CommandResult(rc=rc, stdout=decode(out), stderr=stderr, duration_s=time.monotonic() - start)
 
-    def _kill_remote(self, client: paramiko.SSHClient, token: str, pid: int | None, until: float) -> str:
+    def _arm_kill(self, client: paramiko.SSHClient, token: str, deadline: float) -> paramiko.Channel | None:
+        """Start a second session that waits to kill the command (None if the device does not answer in time)."""
+        try:
+            return self._open_channel(
+                client, kill_script(token, None, on_go=True), timeout_s=max(0.05, deadline - time.monotonic())
+            )
+        except (DeviceError, ConnectionLostError, *lost_errors()) as exc:  # type: ignore[misc]
+            log.debug("Could not make the kill ready on %s: %r", self.config.address, exc)
+            return None
+
+    def _kill_remote(
+        self, client: paramiko.SSHClient, token: str, pid: int | None, until: float, killer: paramiko.Channel | None
+    ) -> str:
         """SIGKILL every process of a timed-out command through a second channel; say truthfully what happened.
 
-        Gives up at ``until``: a device that cannot run the kill script by then is treated as stalled, and the
-        connection is closed.
+        Uses the ``killer`` session made ready before the deadline when there is one, else opens one. Gives up at
+        ``until``: a device that cannot run the kill by then is treated as stalled, and the connection is closed.
         """
-        chan: paramiko.Channel | None = None
+        chan = killer
         report: list[bytes] = []
         try:
-            chan = self._open_channel(client, kill_script(token, pid), timeout_s=max(0.05, until - time.monotonic()))
+            if chan is None:
+                chan = self._open_channel(
+                    client, kill_script(token, pid), timeout_s=max(0.05, until - time.monotonic())
+                )
+            else:
+                chan.settimeout(max(0.05, until - time.monotonic()))
+                chan.sendall(f"go {pid if pid is not None and pid > 1 else 'none'}\n".encode())
+                chan.shutdown_write()
             while not (chan.eof_received and chan.exit_status_ready()) and not chan.closed:
                 remaining = until - time.monotonic()
                 if remaining <= 0:
@@ -694,7 +747,8 @@ class SshTransport:
             while chan.recv_ready():
                 report.append(chan.recv(CHUNK))
             done = chan.eof_received and chan.exit_status_ready()
-        except (DeviceError, ConnectionLostError, *lost_errors()):  # type: ignore[misc]
+        except (DeviceError, ConnectionLostError, *lost_errors()) as exc:  # type: ignore[misc]
+            log.debug("Killing a timed-out command on %s failed: %r", self.config.address, exc)
             done = False
         finally:
             if chan is not None:

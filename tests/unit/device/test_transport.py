@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +17,9 @@ from qc.device.transport.protocol import strip_pid_line
 from qc.device.transport.ssh import _Secret
 from qc.device.transport.transfer import parse_wc
 from qc.errors import DeviceError
+
+PROMISE_S = 1.0
+"""A call returns at most this long after its deadline (the transport's documented promise)."""
 
 
 def _sh(script: str) -> str:
@@ -96,15 +102,43 @@ def test_local_run(tmp_path: Path) -> None:
 def test_local_run_deadline_kills_the_process_group(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     start = time.monotonic()
-    with pytest.raises(DeviceError, match=r"deadline of 0\.5 s"):
+    with pytest.raises(DeviceError, match=r"deadline of 0\.5 s") as info:
         LocalTransport().run(f"sleep 30 & echo $! > '{pid_file}'; wait", deadline_s=0.5)
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 0.5 + PROMISE_S  # the deadline is a promise
+    assert re.search(r"killed 2 process\(es\) of it \(process group \d+\): \d+ \d+; none is left", str(info.value))
     child = int(pid_file.read_text())
     end = time.monotonic() + 5
     while Path(f"/proc/{child}").exists() and time.monotonic() < end:
         time.sleep(0.05)
     stat = Path(f"/proc/{child}/stat")
     assert not stat.exists() or stat.read_text().split(") ")[1].startswith("Z")
+
+
+def test_local_deadline_kill_reaches_a_setsid_grandchild(tmp_path: Path) -> None:
+    started, survived = tmp_path / "started", tmp_path / "survived"
+    grandchild = f"touch {shlex.quote(str(started))}; sleep 1.5; touch {shlex.quote(str(survived))}"
+    with pytest.raises(DeviceError, match=r"deadline of 0\.5 s") as info:
+        LocalTransport().run(f"setsid sh -c {shlex.quote(grandchild)} & sleep 30", deadline_s=0.5)
+    assert started.exists(), "the grandchild never started: the test proves nothing"
+    assert re.search(r"killed [3-9] process\(es\) of it .*; none is left", str(info.value)), info.value
+    time.sleep(2)  # past the moment the grandchild would have written its file
+    assert not survived.exists(), "the setsid grandchild survived the kill"
+
+
+def test_importing_qc_device_and_running_locally_does_not_load_paramiko() -> None:
+    code = (
+        "import sys, qc.device, qc.device.rundir, qc.device.pool\n"
+        "from qc.device.transport import LocalTransport, SshConfig, SshTransport\n"
+        "LocalTransport().run(['true'], deadline_s=30, check=True)\n"
+        "SshConfig(host='127.0.0.1')\n"
+        "assert 'paramiko' not in sys.modules, 'paramiko was imported'\n"
+        "SshTransport(SshConfig(host='127.0.0.1'))\n"
+        "assert 'paramiko' in sys.modules, 'an SshTransport did not load paramiko'\n"
+    )
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, check=False)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_local_copies(tmp_path: Path) -> None:
