@@ -50,6 +50,12 @@ def lost_errors() -> tuple[type[Exception], ...]:
 
 
 @functools.cache
+def kill_errors() -> tuple[type[Exception], ...]:
+    """What may go wrong while killing a timed-out command (each just means: it could not be killed)."""
+    return (DeviceError, ConnectionLostError, *lost_errors())
+
+
+@functools.cache
 def tar_or_lost_errors() -> tuple[type[Exception], ...]:
     return (tarfile.TarError, *lost_errors())
 

@@ -7,8 +7,8 @@ Deadlines are total. Every operation runs under a watchdog: when the operation o
 :data:`WATCHDOG_GRACE_S` (a stalled device: no reply, so no read returns), the watchdog shuts the connection's
 socket, which wakes every blocked read and write at once; the call then raises a DeviceError naming the
 deadline. Retries and reconnects never start after the deadline. A command that outlives its deadline is
-killed through a second channel (see :func:`qc.device.transport.protocol.kill_script`) within
-:data:`KILL_BUDGET_S`; the error says what was killed, or that the device could not be reached to kill it.
+killed through a second session (see :mod:`qc.device.transport.commands`); the error says what was killed,
+or that the device could not be reached to kill it.
 
 Secrets (passwords, key passphrases) are only ever read from environment variables or a ``.env`` file named in
 :class:`SshConfig`; they never appear in logs, reprs or exception texts.
@@ -16,52 +16,45 @@ Secrets (passwords, key passphrases) are only ever read from environment variabl
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import functools
-import hashlib
 import logging
 import os
-import select
 import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
 from dotenv import dotenv_values
 
-from qc.device.transport import transfer
+from qc.device.transport import commands, transfer
 from qc.device.transport.channel import (
-    CHUNK,
     NETWORK_ERRNOS,
     ConnectionLostError,
-    DeadlineExceededError,
     DeadlinePassedError,
     UnreachableError,
     close_quietly,
-    drain_stderr,
     has_exit_status,
     lost_errors,
 )
 from qc.device.transport.protocol import (
-    ENV_NAME,
-    PID_MARK,
-    TOKEN_VAR,
     Command,
     CommandResult,
     Progress,
     build_shell_command,
     deadline_from,
-    decode,
-    kill_outcome,
-    kill_script,
-    run_token,
     shown,
-    strip_pid_line,
+)
+from qc.device.transport.sshconfig import (
+    Secret,
+    SshConfig,
+    UnknownHostKeyError,
+    current_user,
+    fingerprint,
+    host_key_policies,
+    load_paramiko,
 )
 from qc.errors import DeviceError
 
@@ -76,135 +69,6 @@ T = TypeVar("T")
 
 WATCHDOG_GRACE_S = 0.25
 """How long after its deadline an operation may still block before the watchdog closes the connection."""
-
-KILL_BUDGET_S = 0.6
-"""How long after its deadline a command's kill may take (the watchdog waits for it, plus the grace)."""
-
-KILL_ARM_S = 2.0
-"""How long before its deadline a still running command gets its kill made ready (a waiting second session)."""
-
-
-def _paramiko() -> ModuleType:
-    """Import paramiko (the only place it is imported at run time), with a clear error if it is missing."""
-    try:
-        import paramiko
-    except ImportError as exc:  # pragma: no cover - paramiko is a dependency of qc
-        raise DeviceError(f"SSH devices need paramiko, which cannot be imported: {exc}.") from None
-    return paramiko
-
-
-class _Secret:
-    """A string that never shows itself in repr/str (so not in logs, tracebacks or pytest's locals either)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<secret>"
-
-    __str__ = __repr__
-
-
-@dataclass(frozen=True)
-class SshConfig:
-    """How to reach one device over SSH. Holds no secret: only the NAMES of the variables that hold them.
-
-    Auth: ``key_file`` (its passphrase, if any, in environment variable ``passphrase_env``), the SSH agent
-    when ``use_agent``, and/or a password in environment variable ``password_env``. Variables are looked up
-    in the environment first, then in ``dotenv_path`` (a ``.env`` file, read without changing the
-    environment).
-
-    Host keys are checked against ``known_hosts``; an unknown key is refused unless ``trust_new_host_key`` is
-    set, which records it in that file. A changed key is always refused.
-    """
-
-    host: str
-    port: int = 22
-    username: str | None = None
-    key_file: Path | None = None
-    passphrase_env: str | None = None
-    password_env: str | None = None
-    dotenv_path: Path | None = None
-    use_agent: bool = False
-    known_hosts: Path = field(default_factory=lambda: Path.home() / ".ssh" / "known_hosts")
-    trust_new_host_key: bool = False
-    connect_timeout_s: float = 10.0
-    io_timeout_s: float = 60.0
-    keepalive_s: int = 15
-    max_attempts: int = 3
-    backoff_s: float = 0.5
-    backoff_max_s: float = 8.0
-    sftp_max_prefetch: int = 32
-    default_transfer_deadline_s: float = 3600.0
-
-    def __post_init__(self) -> None:
-        if not self.host:
-            raise DeviceError("SshConfig.host is empty.")
-        if not 0 < self.port < 65536:
-            raise DeviceError(f"SshConfig.port {self.port} is not a TCP port.")
-        if self.max_attempts < 1:
-            raise DeviceError("SshConfig.max_attempts must be at least 1.")
-        for name in (self.password_env, self.passphrase_env):
-            if name is not None and not ENV_NAME.match(name):
-                raise DeviceError(f"{name!r} is not a valid environment variable name.")
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-def _fingerprint(key: paramiko.PKey) -> str:
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
-
-
-class _UnknownHostKeyError(Exception):
-    def __init__(self, hostname: str, key: paramiko.PKey) -> None:
-        super().__init__(hostname)
-        self.hostname = hostname
-        self.key = key
-
-
-@functools.cache
-def _host_key_policies() -> tuple[
-    Callable[[], paramiko.MissingHostKeyPolicy], Callable[[Path], paramiko.MissingHostKeyPolicy]
-]:
-    """(reject unknown keys, record new keys): classes made on first use, since they subclass paramiko's."""
-    import paramiko
-
-    class RejectUnknownPolicy(paramiko.MissingHostKeyPolicy):
-        def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-            raise _UnknownHostKeyError(hostname, key)
-
-    class RecordNewHostKeyPolicy(paramiko.MissingHostKeyPolicy):
-        """Accept an unknown host key and append it to the known_hosts file (trust on first use, on request)."""
-
-        def __init__(self, known_hosts: Path) -> None:
-            self.known_hosts = known_hosts
-
-        def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-            client.get_host_keys().add(hostname, key.get_name(), key)
-            self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-            line = paramiko.hostkeys.HostKeyEntry([hostname], key).to_line() or ""
-            existed = self.known_hosts.exists()
-            with self.known_hosts.open("a", encoding="utf-8") as fh:
-                fh.write(line)
-            if not existed:
-                os.chmod(self.known_hosts, 0o600)
-            log.warning(
-                "Recorded the new host key of %s (%s %s) in %s.",
-                hostname,
-                key.get_name(),
-                _fingerprint(key),
-                self.known_hosts,
-            )
-
-    return RejectUnknownPolicy, RecordNewHostKeyPolicy
 
 
 class _Watchdog:
@@ -257,7 +121,7 @@ class SshTransport:
     """
 
     def __init__(self, config: SshConfig) -> None:
-        _paramiko()  # an SSH transport is being made: now (and only now) paramiko is needed
+        load_paramiko()  # an SSH transport is being made: now (and only now) paramiko is needed
         self.config = config
         self._client: paramiko.SSHClient | None = None
         self._sock: socket.socket | None = None  # the TCP socket of the current (or connecting) client
@@ -265,8 +129,8 @@ class SshTransport:
         self._watch = threading.local()  # the watchdog of the operation running in this thread
         self._sftp_client: paramiko.SFTPClient | None = None
         self._lock = threading.RLock()
-        self._password: _Secret | None = None
-        self._passphrase: _Secret | None = None
+        self._password: Secret | None = None
+        self._passphrase: Secret | None = None
         self._secrets_loaded = False
         self._closed = False
 
@@ -284,7 +148,7 @@ class SshTransport:
 
     # ---------------------------------------------------------------- connection
 
-    def _secret(self, env_name: str | None, what: str) -> _Secret | None:
+    def _secret(self, env_name: str | None, what: str) -> Secret | None:
         if env_name is None:
             return None
         value = os.environ.get(env_name)
@@ -295,7 +159,7 @@ class SshTransport:
             raise DeviceError(
                 f"The {what} for {self.config.address} is not set: define {env_name} in the environment{where}."
             )
-        return _Secret(value)
+        return Secret(value)
 
     def _load_secrets(self) -> None:
         if not self._secrets_loaded:
@@ -325,6 +189,12 @@ class SshTransport:
         if transport is not None:
             with contextlib.suppress(Exception):
                 transport.close()
+
+    def postpone_watchdog(self, until: float) -> None:
+        """Let the current operation of this thread block until ``until`` (+ the grace) before the watchdog fires."""
+        dog: _Watchdog | None = getattr(self._watch, "dog", None)
+        if dog is not None:
+            dog.postpone(until + WATCHDOG_GRACE_S)
 
     def _ensure_client(self) -> paramiko.SSHClient:
         with self._lock:
@@ -370,7 +240,7 @@ class SshTransport:
         self._load_secrets()
         import paramiko
 
-        reject_unknown, record_new = _host_key_policies()
+        reject_unknown, record_new = host_key_policies()
         client = paramiko.SSHClient()
         known_hosts = cfg.known_hosts.expanduser()
         if known_hosts.is_file():
@@ -382,7 +252,7 @@ class SshTransport:
             client.set_missing_host_key_policy(record_new(known_hosts))
         else:
             client.set_missing_host_key_policy(reject_unknown())
-        username = cfg.username or _current_user()
+        username = cfg.username or current_user()
         key_filename = str(cfg.key_file.expanduser()) if cfg.key_file is not None else None
         if key_filename is not None and not Path(key_filename).is_file():
             raise DeviceError(f"SSH key file {key_filename} for {cfg.address} does not exist.")
@@ -403,10 +273,10 @@ class SshTransport:
                 allow_agent=cfg.use_agent,
                 look_for_keys=False,
             )
-        except _UnknownHostKeyError as exc:
+        except UnknownHostKeyError as exc:
             client.close()
             raise DeviceError(
-                f"Host key of {cfg.address} ({exc.key.get_name()} {_fingerprint(exc.key)}) "
+                f"Host key of {cfg.address} ({exc.key.get_name()} {fingerprint(exc.key)}) "
                 f"is not in {known_hosts}; "
                 "refusing to connect. Check the fingerprint, then connect once with trust_new_host_key=True "
                 "to record it."
@@ -414,8 +284,8 @@ class SshTransport:
         except paramiko.BadHostKeyException as exc:
             client.close()
             raise DeviceError(
-                f"Host key of {cfg.address} changed: got {exc.key.get_name()} {_fingerprint(exc.key)}, "
-                f"{known_hosts} has {_fingerprint(exc.expected_key)}; "
+                f"Host key of {cfg.address} changed: got {exc.key.get_name()} {fingerprint(exc.key)}, "
+                f"{known_hosts} has {fingerprint(exc.expected_key)}; "
                 "possible man-in-the-middle, refusing to connect."
             ) from None
         except paramiko.AuthenticationException:
@@ -608,7 +478,7 @@ class SshTransport:
         log.debug("run on %s: %s%s", self.config.address, text, f" (env: {', '.join(env)})" if env else "")
 
         def op(client: paramiko.SSHClient) -> CommandResult:
-            return self._exec(client, script, text, deadline, deadline_s)
+            return commands.exec_script(self, client, script, text, deadline, deadline_s)
 
         result = self._retrying(
             f"Command '{text}'",
@@ -638,146 +508,6 @@ class SshTransport:
             close_quietly(chan)
             raise self._lost_or_error("Starting a command", exc, started=True) from None
         return chan
-
-    def _exec(
-        self, client: paramiko.SSHClient, script: str, text: str, deadline: float, deadline_s: float
-    ) -> CommandResult:
-        """Run ``script`` (shown as ``text``) in a fresh session marked with a run token; kill it at the deadline.
-
-        sshd makes each session's shell a session and process-group leader; the shell prints its pid first
-        (stripped from stderr) and exports the token, which every descendant inherits, even one that left the
-        group with ``setsid``.
-        """
-        start = time.monotonic()
-        token = run_token()
-        wrapped = f"{TOKEN_VAR}={token}; export {TOKEN_VAR}; printf '{PID_MARK}%s\\n' \"$$\" >&2; {script}"
-        chan = self._open_channel(client, wrapped)
-        out: list[bytes] = []
-        err: list[bytes] = []
-        arm_at = deadline - min(KILL_ARM_S, deadline_s / 2)
-        killer: paramiko.Channel | None = None
-        armed = False
-        try:
-            while True:
-                if not armed and time.monotonic() >= arm_at:
-                    armed = True
-                    killer = self._arm_kill(client, token, deadline)
-                got = False
-                while chan.recv_ready():
-                    data = chan.recv(CHUNK)
-                    if not data:
-                        break
-                    out.append(data)
-                    got = True
-                while chan.recv_stderr_ready():
-                    data = chan.recv_stderr(CHUNK)
-                    if not data:
-                        break
-                    err.append(data)
-                    got = True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 and not (chan.closed or (chan.eof_received and chan.exit_status_ready())):
-                    stderr, pid = strip_pid_line(decode(err))
-                    log.debug("Partial stderr of timed-out command %s: %s", text, stderr[-2000:])
-                    dog: _Watchdog | None = getattr(self._watch, "dog", None)
-                    if dog is not None:
-                        dog.postpone(deadline + KILL_BUDGET_S + WATCHDOG_GRACE_S)
-                    outcome = self._kill_remote(client, token, pid, deadline + KILL_BUDGET_S, killer)
-                    killer = None
-                    raise DeadlinePassedError(
-                        f"Command '{text}' on {self.config.address} exceeded its deadline of {deadline_s:g} s; "
-                        f"{outcome}."
-                    )
-                if got:
-                    continue
-                if chan.closed or (chan.eof_received and chan.exit_status_ready()):
-                    break
-                if not self._alive():
-                    raise ConnectionLostError("connection dropped while the command ran", started=True)
-                select.select([chan], [], [], min(0.1, max(0.0, remaining)))
-            if not has_exit_status(chan) and (not chan.eof_received or not self._alive()):
-                # Closed without EOF: the transport unlinked the channel because the connection died.
-                raise ConnectionLostError("connection dropped while the command ran", started=True)
-            rc = chan.exit_status if has_exit_status(chan) else -1
-        except lost_errors() as exc:
-            raise self._lost_or_error(f"Command '{text}'", exc, started=True) from None
-        finally:
-            close_quietly(chan)
-            if killer is not None:
-                close_quietly(killer)  # end of input: the waiting kill exits without killing
-        stderr, _pid = strip_pid_line(decode(err))
-        return CommandResult(rc=rc, stdout=decode(out), stderr=stderr, duration_s=time.monotonic() - start)
-
-    def _arm_kill(self, client: paramiko.SSHClient, token: str, deadline: float) -> paramiko.Channel | None:
-        """Start a second session that waits to kill the command (None if the device does not answer in time)."""
-        try:
-            return self._open_channel(
-                client, kill_script(token, None, on_go=True), timeout_s=max(0.05, deadline - time.monotonic())
-            )
-        except (DeviceError, ConnectionLostError, *lost_errors()) as exc:  # type: ignore[misc]
-            log.debug("Could not make the kill ready on %s: %r", self.config.address, exc)
-            return None
-
-    def _kill_remote(
-        self, client: paramiko.SSHClient, token: str, pid: int | None, until: float, killer: paramiko.Channel | None
-    ) -> str:
-        """SIGKILL every process of a timed-out command through a second channel; say truthfully what happened.
-
-        Uses the ``killer`` session made ready before the deadline when there is one, else opens one. Gives up at
-        ``until``: a device that cannot run the kill by then is treated as stalled, and the connection is closed.
-        """
-        chan = killer
-        report: list[bytes] = []
-        try:
-            if chan is None:
-                chan = self._open_channel(
-                    client, kill_script(token, pid), timeout_s=max(0.05, until - time.monotonic())
-                )
-            else:
-                chan.settimeout(max(0.05, until - time.monotonic()))
-                chan.sendall(f"go {pid if pid is not None and pid > 1 else 'none'}\n".encode())
-                chan.shutdown_write()
-            while not (chan.eof_received and chan.exit_status_ready()) and not chan.closed:
-                remaining = until - time.monotonic()
-                if remaining <= 0:
-                    break
-                select.select([chan], [], [], min(0.05, remaining))
-                while chan.recv_ready():
-                    report.append(chan.recv(CHUNK))
-            while chan.recv_ready():
-                report.append(chan.recv(CHUNK))
-            done = chan.eof_received and chan.exit_status_ready()
-        except (DeviceError, ConnectionLostError, *lost_errors()) as exc:  # type: ignore[misc]
-            log.debug("Killing a timed-out command on %s failed: %r", self.config.address, exc)
-            done = False
-        finally:
-            if chan is not None:
-                close_quietly(chan)
-        if not done:
-            self.abort()
-            group = f"its process group {pid}" if pid else "its processes"
-            return (
-                f"it could not be killed: the device did not run the kill within {KILL_BUDGET_S:g} s, so the "
-                f"connection was closed and {group} may still be running"
-            )
-        return kill_outcome(decode(report), pid)
-
-    def _finish(self, chan: paramiko.Channel, deadline: float, stderr: list[bytes], what: str) -> int:
-        """Wait for a transfer command's exit status (draining its output); -1 when none came."""
-        while not (chan.closed or (chan.eof_received and chan.exit_status_ready())):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DeadlineExceededError
-            drain_stderr(chan, stderr)
-            while chan.recv_ready():
-                chan.recv(CHUNK)
-            if not self._alive():
-                raise ConnectionLostError(f"connection dropped during {what}", started=True)
-            select.select([chan], [], [], min(0.1, remaining))
-        drain_stderr(chan, stderr)
-        if not has_exit_status(chan) and (not chan.eof_received or not self._alive()):
-            raise ConnectionLostError(f"connection dropped during {what}", started=True)
-        return chan.exit_status if has_exit_status(chan) else -1
 
     # ---------------------------------------------------------------- transfers (see transfer.py)
 
@@ -847,12 +577,3 @@ class SshTransport:
         """Fetch a remote folder as one tar stream into ``local_dir`` (see :func:`transfer.tar_get_tree`)."""
         total = deadline_s or self.config.default_transfer_deadline_s
         transfer.tar_get_tree(self, remote_dir, local_dir, deadline_from(total, total), total, progress)
-
-
-def _current_user() -> str:
-    try:
-        import pwd
-
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except (ImportError, KeyError):
-        return os.environ.get("USER") or os.environ.get("USERNAME") or "root"

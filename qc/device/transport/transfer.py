@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qc.device.transport import commands
 from qc.device.transport.channel import (
     ChannelReader,
     ChannelWriter,
@@ -236,7 +237,7 @@ def remote_sizes(
 ) -> dict[str, int]:
     """Sizes of the regular files below ``remote_dir``, keyed by POSIX path relative to it."""
     script = f"cd -- {quote_remote_path(remote_dir)} && find . -type f -exec wc -c {{}} +"
-    result = t._exec(client, script, script, deadline, deadline_s)
+    result = commands.exec_script(t, client, script, script, deadline, deadline_s)
     if result.rc != 0:
         raise DeviceError(
             f"Listing {remote_dir} on {t.config.address} failed with exit status {result.rc}: "
@@ -272,7 +273,7 @@ def tar_put_tree(
                         with path.open("rb") as fh:
                             tar.addfile(_file_info(rel, path, size), fh)
                 chan.shutdown_write()
-                rc = t._finish(chan, deadline, writer.stderr, what)
+                rc = commands.finish(t, chan, deadline, writer.stderr, what)
             except DeadlineExceededError:
                 raise DeadlinePassedError(
                     f"{what} on {t.config.address} exceeded its deadline of {deadline_s:g} s."
@@ -338,7 +339,7 @@ def tar_get_tree(
                 try:
                     with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
                         tar.extractall(staging, filter="data")
-                    rc = t._finish(chan, deadline, reader.stderr, what)
+                    rc = commands.finish(t, chan, deadline, reader.stderr, what)
                 except DeadlineExceededError:
                     raise DeadlinePassedError(
                         f"{what} on {t.config.address} exceeded its deadline of {deadline_s:g} s; nothing was kept."
@@ -351,7 +352,7 @@ def tar_get_tree(
                     if isinstance(exc, tarfile.FilterError):
                         raise DeviceError(f"{what}: refused an unsafe tar member: {exc}.") from None
                     with contextlib.suppress(DeadlineExceededError, ConnectionLostError, *lost_errors()):
-                        t._finish(chan, min(deadline, time.monotonic() + 5.0), reader.stderr, what)
+                        commands.finish(t, chan, min(deadline, time.monotonic() + 5.0), reader.stderr, what)
                     stderr, _pid = strip_pid_line(decode(reader.stderr))
                     raise DeviceError(
                         f"{what}: the tar stream from {t.config.address} broke off ({exc}): "

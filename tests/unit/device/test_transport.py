@@ -14,7 +14,7 @@ import pytest
 
 from qc.device import CommandResult, LocalTransport, SshConfig, SshTransport, Transport, build_shell_command
 from qc.device.transport.protocol import strip_pid_line
-from qc.device.transport.ssh import _Secret
+from qc.device.transport.sshconfig import Secret as _Secret
 from qc.device.transport.transfer import parse_wc
 from qc.errors import DeviceError
 
