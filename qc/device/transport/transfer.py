@@ -276,7 +276,8 @@ def tar_put_tree(
                 rc = commands.finish(t, chan, deadline, writer.stderr, what)
             except DeadlineExceededError:
                 raise DeadlinePassedError(
-                    f"{what} on {t.config.address} exceeded its deadline of {deadline_s:g} s."
+                    f"{what} on {t.config.address} exceeded its deadline of {deadline_s:g} s; files already sent "
+                    f"may remain in {remote_dir} on the device."
                 ) from None
             except lost_errors() as exc:
                 if isinstance(exc, OSError) and exc.filename is not None:

@@ -63,8 +63,8 @@ def _timed(call: Callable[[], object]) -> tuple[float, DeviceError]:
     return time.monotonic() - start, info.value
 
 
-def _report(name: str, elapsed: float) -> None:
-    print(f"\nSTALL {name}: returned after {elapsed:.2f} s, deadline {DEADLINE_S:g} s")
+def _report(name: str, elapsed: float, error: DeviceError) -> None:
+    print(f"\nSTALL {name}: returned after {elapsed:.2f} s, deadline {DEADLINE_S:g} s: {error}")
 
 
 @pytest.mark.parametrize("when", ["before", "during"])
@@ -88,7 +88,7 @@ def test_run_returns_within_its_deadline_when_the_device_stalls(
     finally:
         timer.cancel()
         _kill_marked(f"sleep {marker}")
-    _report(f"run ({when})", elapsed)
+    _report(f"run ({when})", elapsed, error)
     message = str(error)
     assert elapsed < DEADLINE_S + PROMISE_S, message
     assert f"deadline of {DEADLINE_S:g} s" in message
@@ -145,7 +145,7 @@ def test_transfer_returns_within_its_deadline_when_the_device_stalls(
             stall.stop()
         elapsed, error = _timed(calls[operation])
         assert stall.stopped_at is not None, "the transfer ended before the stall"
-    _report(f"{operation} ({when})", elapsed)
+    _report(f"{operation} ({when})", elapsed, error)
     message = str(error)
     assert elapsed < DEADLINE_S + PROMISE_S, message
     assert f"deadline of {DEADLINE_S:g} s" in message
