@@ -108,6 +108,9 @@ class SshAuth(Strict):
         return self
 
 
+_CONTROL_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 class DeviceSpec(Strict):
     """A device the SNPE tools run on: over SSH, or this machine (``local: true``) with an SDK installed."""
 
@@ -125,6 +128,24 @@ class DeviceSpec(Strict):
     runtime: Runtime = "dsp"
     perf_profile: str = "balanced"
     connect_timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("host", "user", "remote_root")
+    @classmethod
+    def _no_control_characters(cls, value: str | None) -> str | None:
+        # A newline in a remote path could split the device's answers (e.g. 'pwd -P') and steer a delete.
+        found = _CONTROL_CHAR.search(value or "")
+        if found is not None:
+            raise ValueError(
+                f"must not contain control characters; found {found.group()!r} at offset {found.start()} in {value!r}"
+            )
+        return value
+
+    @field_validator("remote_root")
+    @classmethod
+    def _absolute_root(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"must be an absolute path on the device, found {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _reachable(self) -> DeviceSpec:
