@@ -107,6 +107,8 @@ NATIVE_DTYPES: dict[str, type[np.generic]] = {
     "Fxp_8": np.int8,
     "Fxp_16": np.int16,
     "Fxp_32": np.int32,
+    "sFxp_8": np.int8,  # symmetric (QAIRT 2.3x): signed, offset 0
+    "sFxp_16": np.int16,
     "sFxp_32": np.int32,
     "Float_16": np.float16,
     "Float_32": np.float32,
