@@ -24,13 +24,22 @@ Behaviours reproduced (flags are checked; an unknown flag is an error, as in the
   encodings (per-channel weights with ``axis-quant``), I/O tables, unconsumed tensors, totals.
 * ``snpe-diagview --input_log <log> [--csv_format_version 2 --output <csv>]``: CSV v2 or the text form.
 
+Console output is rendered from the hand-written templates of one SDK version,
+``tests/fake_snpe/formats/<version>/templates/`` (``FAKE_SNPE_VERSION``, default ``qairt-2.37``): never from qc's
+parsers. The versions differ as the real tools do: SNPE 2.9 prints name-less ``Layer Times:`` rows under a dashed
+rule; QAIRT 2.37 prints ``Per-Layer Execution Times:`` with HTP pseudo-layers ``Input OpId_n``/``Output OpId_n``
+on the DSP and ``_``-prefixed names without OpId on the CPU; dlc-info names activations ``ElementWiseNeuron`` with an
+``operation:`` code; QAIRT writes symmetric ``sFxp_8`` weights.
+
 With ``FAKE_SNPE_LOG`` set, every call appends a JSON line (tool, argv, cwd, number of inputs) to that file.
 
 Faults for tests, from the environment variable ``FAKE_SNPE_FAULT`` (comma separated): ``oom`` (net-run is killed
 by SIGKILL: exit status 137 through the shell), ``missing_output`` / ``short_output`` (first graph output of
 ``Result_0`` absent / truncated, non-debug runs), ``bad_throughput``, ``bad_dlcinfo``, ``bad_diagview``,
-``old_diagview`` (no ``--csv_format_version``), ``perturb=<tensor>`` (the "device" multiplies that encoded tensor by
-0.8 after its fake quantization, as a runtime bug would: later layers compute on the perturbed value).
+``old_diagview`` (no ``--csv_format_version``), ``repeat_inputs`` (net-run prints every input file twice, as
+when a native input file holds two tensors' worth of data), ``perturb=<tensor>`` (the "device" multiplies that
+encoded tensor by 0.8 after its fake quantization, as a runtime bug would: later layers compute on the perturbed
+value).
 """
 
 from __future__ import annotations
@@ -48,7 +57,44 @@ from typing import Any
 
 import numpy as np
 
-VERSION = "2.26.0.240828101016_fake"
+FORMATS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "formats")
+DEFAULT_FORMAT = "qairt-2.37"
+
+
+def format_version() -> str:
+    """The SDK version whose output formats this call prints (``FAKE_SNPE_VERSION``)."""
+    version = os.environ.get("FAKE_SNPE_VERSION", DEFAULT_FORMAT)
+    if not os.path.isdir(os.path.join(FORMATS, version, "templates")):
+        known = sorted(os.listdir(FORMATS))
+        raise ToolError(f"FAKE_SNPE_VERSION={version!r}: no templates (known: {', '.join(known)})")
+    return version
+
+
+def template(name: str) -> str | None:
+    """``formats/<version>/templates/<name>`` (None when this version has no such part)."""
+    path = os.path.join(FORMATS, format_version(), "templates", name)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def render(part: str, /, **values: Any) -> str:
+    text = template(part + ".tmpl")
+    if text is None:
+        raise ToolError(f"fake toolkit: version {format_version()} has no template {part}.tmpl")
+    return text.format(**values)
+
+
+def sdk_version() -> str:
+    return (template("version.txt") or "").strip()
+
+
+def dlc_style() -> dict[str, Any]:
+    style: dict[str, Any] = json.loads(template("dlc_info.json") or "{}")
+    return style
+
+
 RUNTIMES = {
     "--use_dsp": ("DSP", "dsp_fixed8_tf", "cycles"),
     "--use_aip": ("AIP", "aip_fixed8_tf", "cycles"),
@@ -59,14 +105,7 @@ RUNTIMES = {
 QNN_TYPES = {
     "Conv": "Conv2d",
     "ConvTranspose": "TransposeConv2d",
-    "Relu": "Relu",
-    "Sigmoid": "Sigmoid",
-    "Tanh": "Tanh",
     "LeakyRelu": "Prelu",
-    "Add": "Eltwise_Binary",
-    "Sub": "Eltwise_Binary",
-    "Mul": "Eltwise_Binary",
-    "Div": "Eltwise_Binary",
     "Concat": "Concat",
     "Slice": "StridedSlice",
     "MaxPool": "PoolMax2d",
@@ -80,7 +119,16 @@ QNN_TYPES = {
     "ReduceMax": "ReduceMax",
     "Softmax": "Softmax",
 }
-ELTWISE_CODES = {"Add": 0, "Div": 2, "Mul": 13, "Sub": 18}
+
+
+def qnn_type(op_type: str) -> str:
+    """The dlc-info type of an ONNX op in this version (activations and binary ops carry an operation code)."""
+    style = dlc_style()
+    if op_type in style.get("neuron_codes", {}):
+        return str(style["neuron_type"])
+    if op_type in style.get("binary_codes", {}):
+        return str(style["binary_type"])
+    return QNN_TYPES.get(op_type, op_type)
 
 
 class ToolError(Exception):
@@ -161,7 +209,9 @@ class Dlc:
 
     def dtype(self, tensor: str) -> str:
         enc = self.encodings.get(tensor)
-        return f"uFxp_{enc['bitwidth']}" if enc else "Float_32"
+        if not enc:
+            return "Float_32"
+        return f"{'s' if enc.get('signed') else 'u'}Fxp_{enc['bitwidth']}"
 
     def dims(self, tensor: str) -> tuple[int, ...]:
         return to_dlc(self.shapes[tensor])
@@ -180,7 +230,7 @@ class Dlc:
                     "id": len(layers),
                     "name": node.name or f"{node.op_type}_{idx}",
                     "node": node,
-                    "type": QNN_TYPES.get(node.op_type, node.op_type),
+                    "type": qnn_type(node.op_type),
                     "inputs": [i for i in node.input if i],
                     "outputs": outs,
                 }
@@ -216,9 +266,13 @@ class Dlc:
             enc = self.encodings[dst]
             if int(enc["bitwidth"]) != 8:
                 raise ToolError(f"the fake runtime only runs 8-bit encodings ({dst}: {enc['bitwidth']})")
-            zp = int(np.clip(round(-enc["offset"]), 0, 255))
             extra_inits.append(numpy_helper.from_array(np.array(enc["scale"], np.float32), f"{dst}__qc_s"))
-            extra_inits.append(numpy_helper.from_array(np.array(zp, np.uint8), f"{dst}__qc_z"))
+            if enc.get("signed"):
+                zp = int(np.clip(round(-enc["offset"]), -128, 127))
+                extra_inits.append(numpy_helper.from_array(np.array(zp, np.int8), f"{dst}__qc_z"))
+            else:
+                zp = int(np.clip(round(-enc["offset"]), 0, 255))
+                extra_inits.append(numpy_helper.from_array(np.array(zp, np.uint8), f"{dst}__qc_z"))
             nodes.append(helper.make_node("QuantizeLinear", [src, f"{dst}__qc_s", f"{dst}__qc_z"], [f"{dst}__qc_q"]))
             dq_args = [f"{dst}__qc_q", f"{dst}__qc_s", f"{dst}__qc_z"]
             if dst not in perturbed():
@@ -308,9 +362,15 @@ def layer_params(dlc: Dlc, layer: dict[str, Any], first: bool) -> tuple[list[str
         params += int(w.size)
         if node.op_type == "Conv" and w.ndim == 4 and name == layer["inputs"][1]:
             ch0 = w[0]
-            lo, hi = min(float(ch0.min()), 0.0), max(float(ch0.max()), 0.0)
-            scale = (hi - lo) / 255 or 1e-8
-            enc = {"bitwidth": 8, "min": lo, "max": hi, "scale": scale, "offset": -128.0}
+            offset = float(dlc_style().get("weight_offset", -128.0))
+            if offset == 0.0:  # symmetric (sFxp_8): [-127, 127] steps around 0
+                bound = float(np.abs(ch0).max()) or 1e-8
+                scale = bound / 127
+                lo, hi = -128 * scale, bound
+            else:
+                lo, hi = min(float(ch0.min()), 0.0), max(float(ch0.max()), 0.0)
+                scale = (hi - lo) / 255 or 1e-8
+            enc = {"bitwidth": 8, "min": lo, "max": hi, "scale": scale, "offset": offset}
             lines.append(f"{name} encoding for channel_0: {encoding_text(enc)}")
             lines.append(
                 f"axis-quant: axis: 3, num_elements: {w.shape[0]} (above encoding is only for the first "
@@ -340,14 +400,18 @@ def layer_params(dlc: Dlc, layer: dict[str, Any], first: bool) -> tuple[list[str
             f"pad_amount: [[{pads[0]}, {pads[2]}], [{pads[1]}, {pads[3]}]]",
             f"stride: {list(_attr(node, 'strides', [1, 1]))}",
         ]
-    elif node.op_type in ELTWISE_CODES:
-        lines.append(f"operation: {ELTWISE_CODES[node.op_type]}")
+    elif node.op_type in dlc_style().get("binary_codes", {}):
+        lines.append(f"operation: {dlc_style()['binary_codes'][node.op_type]}")
         macs = int(np.prod(dlc.shapes[layer["outputs"][0]]))
+    elif node.op_type in dlc_style().get("neuron_codes", {}):
+        lines.append(f"operation: {dlc_style()['neuron_codes'][node.op_type]}")
     elif node.op_type == "Concat":
         axis = int(_attr(node, "axis", 0))
         rank = len(dlc.shapes[layer["outputs"][0]])
         axis = axis % rank
         lines.append(f"axis: {(0, 3, 1, 2)[axis] if rank == 4 else axis}")
+    if dlc_style().get("package_line"):
+        lines.append(str(dlc_style()["package_line"]))
     return lines, params, macs
 
 
@@ -359,7 +423,7 @@ def tensor_cell(dlc: Dlc, name: str, kind: str) -> str:
         wdims = list(w.shape)
         if w.ndim == 4:  # OIHW -> HWIO
             wdims = [wdims[2], wdims[3], wdims[1], wdims[0]]
-        dtype = "sFxp_32" if w.ndim == 1 and w.size > 1 else "uFxp_8"
+        dtype = "sFxp_32" if w.ndim == 1 and w.size > 1 else str(dlc_style().get("weight_dtype", "uFxp_8"))
         return f"{name} (data type: {dtype}; tensor dimension: [{','.join(map(str, wdims))}]; tensor type: STATIC)"
     dims = ",".join(map(str, dlc.dims(name)))
     cell = f"{name} (data type: {dlc.dtype(name)}; tensor dimension: [{dims}]; tensor type: {kind})"
@@ -441,15 +505,14 @@ def dlc_info_tables(dlc: Dlc) -> tuple[list[str], list[list[str]], list[list[lis
     if unconsumed:
         io_tables.append([["Unconsumed Tensor Name", "Dimensions", "Type", "Encoding Info"], *io_rows(unconsumed)])
     ops = sorted({layer["type"] for layer in layers})
+    style = dlc_style()
     preamble = [
         f"DLC info of: {os.path.abspath(dlc.path)}",
         "Model Version: N/A",
         "Model Copyright:N/A",
-        "Converter command: snpe-onnx-to-dlc adjust_nms_features_dims=True perform_axes_to_spatial_first_order=True "
-        f"input_dim=[['{dlc.inputs[0]}', '{','.join(map(str, dlc.shapes[dlc.inputs[0]]))}']]",
-        "Quantizer command: snpe-dlc-quant input_list=[calibration_list.txt] act_bitwidth=[8] weights_bitwidth=[8] "
-        "use_per_channel_quantization=[true] act_quantizer=[tf]",
-        f"DLC created with converter version: {VERSION}",
+        str(style["converter_line"]).format(onnx="model.onnx"),
+        str(style["quantizer_line"]),
+        f"DLC created with converter version: {sdk_version()}",
     ]
     totals = [
         f"Total parameters: {total_params} ({total_params * 4 // 1048576} MB assuming single precision float. This "
@@ -476,7 +539,7 @@ def dlc_info(argv: Sequence[str]) -> int:
     preamble, rows, io_tables, totals = dlc_info_tables(dlc)
     lines = [*preamble, "=" * 120, f"Info of graph: {dlc.graph_name}", *table(LAYER_HEADER, rows)]
     lines += [
-        "Note: The supported runtimes column assumes a processor target of Snapdragon 855",
+        str(dlc_style()["runtimes_note"]),
         "Key : A:AIP",
         "      D:DSP",
         "      G:GPU",
@@ -642,17 +705,15 @@ def net_run(argv: Sequence[str]) -> int:
     names = [o.name for o in session.get_outputs()]
     if selection and not debug:
         names = [n for n in names if n in selection] or names
-    print("-" * 79)
-    print("Model String: N/A")
-    print(f"SNPE v{VERSION}")
-    print("-" * 79)
-    print("Processing DNN input(s):")
+    print(render("net_run.header", version=sdk_version(), graph=dlc.graph_name), end="")
     os.makedirs(out_dir, exist_ok=True)
     executions = []
     ok = True
     for i, entry in enumerate(items):
         feed = {dlc.feed_name(n): load_input(dlc, n, p, native_in) for n, p in entry.items()}
-        print(" ".join(entry.values()))
+        paths = " ".join(entry.values())
+        for _ in range(2 if "repeat_inputs" in faults() else 1):
+            print(render("net_run.execution", paths=paths), end="")
         start = time.perf_counter()
         values = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed), strict=True))
         elapsed_us = (time.perf_counter() - start) * 1e6
@@ -668,19 +729,26 @@ def net_run(argv: Sequence[str]) -> int:
         layers = []
         if level == "detailed":
             layers = [[layer["id"], layer["name"], layer_cost(dlc, layer, runtime[2])] for layer in dlc.layers()]
+        transfers = {
+            "input": sum(int(np.prod(dlc.shapes[n])) for n in dlc.inputs) // 16 + 100,
+            "output": sum(int(np.prod(dlc.shapes[n])) for n in dlc.outputs) * 40 + 300,
+        }
         executions.append(
             {
                 "total_us": round(elapsed_us + 250),
                 "forward_us": round(elapsed_us + 180),
                 "accel_us": round(elapsed_us),
                 "layers": layers,
+                "transfers": transfers,
             }
         )
+    if ok:
+        print(render("net_run.footer", graph=dlc.graph_name), end="")
     with open(os.path.join(out_dir, "SNPEDiag.log"), "w", encoding="utf-8") as fh:
         json.dump(
             {
                 "format": "fake-snpe-diag/1",
-                "version": VERSION,
+                "version": sdk_version(),
                 "runtime": runtime[0],
                 "unit": runtime[2],
                 "profiling_level": level,
@@ -712,13 +780,7 @@ def throughput(argv: Sequence[str]) -> int:
         raise ToolError("snpe-throughput-net-run: --container and --duration are required.")
     duration = float(duration_text)
     runtime = next((RUNTIMES[f] for f in RUNTIMES if f in args), RUNTIMES["--use_cpu"])
-    print("-" * 79)
-    print("Model String: N/A")
-    print(f"SNPE v{VERSION}")
-    print("-" * 79)
-    print("Processing DNN input(s):")
-    print("Using random input")
-    print(f"[INFO] Running for {duration:g} seconds")
+    print(render("throughput.header", version=sdk_version(), duration=duration), end="")
     rng = np.random.default_rng(0)
     total = 0.0
     for thread, path in enumerate(containers):
@@ -735,15 +797,12 @@ def throughput(argv: Sequence[str]) -> int:
         elapsed_us = int((time.perf_counter() - start) * 1e6)
         fps = count / (elapsed_us / 1e6)
         total += fps
-        print(
-            f"[Thread {thread} - {runtime[1]}] {fps:.2f} infs/sec - Number of images processed: {count} - Build time: "
-            f"{build_us} microseconds - Elapsed time: {elapsed_us} microseconds - Real time: {elapsed_us - 900} "
-            f"microseconds - Teardown time: 8047 microseconds - Batch : 1"
-        )
+        values = {"build_us": build_us, "elapsed_us": elapsed_us, "real_us": elapsed_us - 900, "count": count}
+        print(render("throughput.thread", thread=thread, runtime_kind=runtime[1], fps=fps, **values), end="")
     if "bad_throughput" in faults():
         print("Total throughput: fast infs/sec")
     else:
-        print(f"Total throughput: {total:.2f} infs/sec")
+        print(render("throughput.total", total=total), end="")
     return 0
 
 
@@ -770,52 +829,66 @@ def diagview(argv: Sequence[str]) -> int:
         return round(sum(float(r[key]) for r in runs) / max(len(runs), 1))
 
     output = one(args, "--output")
+    rows = diag_rows(diag)
+    means = {"total_us": mean("total_us"), "forward_us": mean("forward_us"), "accel_us": mean("accel_us")}
+    runtime = diag["runtime"]
     if output is not None:
         version = one(args, "--csv_format_version", "1")
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
         if version == "2":
-            writer.writerow(["Layer Id", "Layer Name", "Time", "Unit of Measurement", "Message"])
-            for run in runs:
-                writer.writerow(["", "Total Inference Time", run["total_us"], "us", ""])
-                writer.writerow(["", "Forward Propagate Time", run["forward_us"], "us", ""])
-                writer.writerow(["", "Accelerator Time", run["accel_us"], "us", ""])
-                for index, name, value in run["layers"]:
-                    shown = value if "bad_diagview" not in faults() or index != 1 else "lots"
-                    writer.writerow([index, f"{name}:OpId_{index} ({unit})", shown, unit, ""])
+            parts = [render("diagview_csv.header", **means)]
+            for run in runs:  # one block per execution, as the real tool writes
+                for row in diag_rows({**diag, "executions": [run]}):
+                    name = "diagview_csv." + row["part"]
+                    parts.append(render(name, unit=unit, runtime=runtime, **row))
+            text = "".join(parts)
         else:
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\n")
             writer.writerow(["Execution", "Total Inference Time (us)"])
             for k, run in enumerate(runs):
                 writer.writerow([k, run["total_us"]])
+            text = buf.getvalue()
         with open(output, "w", encoding="utf-8") as fh:
-            fh.write(buf.getvalue())
+            fh.write(text)
         return 0
-    lines = [
-        "Log File Created: Tue Oct 22 10:11:12 2024",
-        "Time Scale: 1e-06",
-        "Epoch Timestamp: 1729591872000000 Steady Clock Timestamp: 1029384756",
-        f"Software library version: {diag.get('version', VERSION)}",
-        "",
-        "Dnn Runtime Load/Deserialize/Create Statistics:",
-        "--------------------------------------------------------",
-        "Load: 51230 us",
-        "Deserialize: 21337 us",
-        "Create: 301122 us",
-        "",
-        "Average SNPE Statistics:",
-        "------------------------------",
-        f"Total Inference Time: {mean('total_us')} us",
-        f"Forward Propagate Time: {mean('forward_us')} us",
-        f"Accelerator Time: {mean('accel_us')} us",
-    ]
-    if runs and runs[0]["layers"]:
-        lines.append("Layer Times:")
-        for k, (index, _name, _value) in enumerate(runs[0]["layers"]):
-            value = sum(r["layers"][k][2] for r in runs) / len(runs)
-            shown = f"{value:g}" if "bad_diagview" not in faults() or index != 1 else "lots"
-            lines.append(f"{index}: {shown} {unit} : {diag['runtime']}")
-    print("\n".join(lines))
+    parts = [render("diagview.header", version=diag.get("version", sdk_version()), **means)]
+    if rows:
+        subnet = f"{sum(r['time'] for r in rows):g}"
+        parts.append(render("diagview.section", runtime=runtime, unit=unit, subnet=subnet))
+        for row in rows:
+            part = "diagview." + row["part"]
+            if row["part"] == "layer" and runtime == "CPU":
+                part = "diagview.layer_cpu"
+            parts.append(render(part, unit=unit, runtime=runtime, **row))
+    print("".join(parts), end="")
     return 0
+
+
+def diag_rows(diag: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows diagview prints, averaged over the executions: on the DSP of a version with HTP transfer rows, an
+    ``Input OpId_n`` row first and an ``Output OpId_n`` row last; each row's diagview index is its position (not
+    the dlc-info layer id) and its OpId a number of the prepared graph."""
+    runs = diag["executions"]
+    if not runs or not runs[0]["layers"]:
+        return []
+    transfers = diag["runtime"] == "DSP" and template("diagview.input.tmpl") is not None
+    rows: list[dict[str, Any]] = []
+
+    def row(part: str, opid: int, pick: Any, **extra: Any) -> dict[str, Any]:
+        time = sum(pick(r) for r in runs) / len(runs)
+        return {"part": part, "opid": opid, "time": time, "value": f"{time:g}", **extra}
+
+    if transfers:
+        rows.append(row("input", 2, lambda r: r["transfers"]["input"]))
+    for k, (layer_id, name, _cost) in enumerate(runs[0]["layers"]):
+        rows.append(row("layer", 2 * layer_id + 18, lambda r, k=k: r["layers"][k][2], name=name, bare=name.lstrip("/")))
+        if "bad_diagview" in faults() and k == 1:
+            rows[-1]["value"] = "lots"
+    if transfers:
+        rows.append(row("output", 3, lambda r: r["transfers"]["output"]))
+    for index, row in enumerate(rows):
+        row["index"] = index
+    return rows
 
 
 TOOLS = {
@@ -839,7 +912,7 @@ def main(tool: str, argv: Sequence[str]) -> int:
         with open(log_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry) + "\n")
     if "--help" in argv or "-h" in argv:
-        print(f"{tool} (fake SNPE toolkit {VERSION}); see tests/fake_snpe/toolkit.py")
+        print(f"{tool} (fake SNPE toolkit, formats of {format_version()}); see tests/fake_snpe/toolkit.py")
         return 0
     try:
         return TOOLS[tool](argv)

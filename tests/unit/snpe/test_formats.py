@@ -137,9 +137,7 @@ def test_dlc_info(path: Path, want: dict[str, Any]) -> None:
     assert info.graph_name == want["graph"]
     assert [t.name for t in info.inputs] == want["inputs"]
     assert [t.name for t in info.outputs] == want["outputs"]
-    assert {layer.name: layer.op_label for layer in info.layers if layer.name in want["op_labels"]} == want[
-        "op_labels"
-    ]
+    assert {layer.name: layer.op_label for layer in info.layers if layer.name in want["op_labels"]} == want["op_labels"]
     cells = {c.name: c.dtype for layer in info.layers for c in (*layer.inputs, *layer.outputs)}
     for io in (*info.inputs, *info.outputs):
         assert io.dtype == cells[io.name]
