@@ -47,6 +47,7 @@ dequantization), :mod:`qc.snpe.tools` (tool calls, ``snpe-net-run`` retries and 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -112,6 +113,7 @@ __all__ = [
 log = logging.getLogger("qc.snpe")
 
 DIAG_LOGS = ("SNPEDiag.log", "SNPEDiag_0.log")
+_RUN_FOLDERS = itertools.count(1)
 
 
 class SnpeRunner:
@@ -354,7 +356,7 @@ class SnpeRunner:
 
     def _new_run_dir(self, transport: Transport, device: DeviceSpec, label: str) -> RunRecord:
         self._sessions += 1
-        run_id = f"{self._run_id}-{os.getpid()}-{self._sessions}"
+        run_id = f"{self._run_id}-{os.getpid()}-{next(_RUN_FOLDERS)}"  # unique across the runners of a process
         rundir = RunDir(transport, device.remote_root, run_id, keep_on_failure=self.spec.keep_on_failure)
         try:
             rundir.create()
