@@ -4,6 +4,9 @@ Op types are QNN op names. Two of them carry their real operation as a code in t
 ``Eltwise_Binary``/``ElementWiseBinary`` and ``ElementWiseNeuron`` (activations). The code tables below are QNN's
 ``QNN_OP_ELEMENT_WISE_BINARY_OPERATION_*`` and ``QNN_OP_ELEMENT_WISE_NEURON_OPERATION_*`` from ``QnnOpDef.h``
 (QAIRT 2.x). A code missing from a table is reported as ``ElementWiseNeuron(op=N)``, never guessed.
+
+About 600 lines on purpose: the text table and the ``-s`` CSV feed one builder (rows, continuation rows, encodings,
+I/O tables, totals); splitting it would separate the two readers from the state they share.
 """
 
 from __future__ import annotations
