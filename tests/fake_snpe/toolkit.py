@@ -602,12 +602,20 @@ def read_input_list(path: str, dlc: Dlc) -> tuple[list[dict[str, str]], list[str
     return items, selection
 
 
+def native_type(enc: dict[str, Any]) -> Any:
+    """The numpy type of a native file: ``uFxp_8`` uint8, ``uFxp_16`` uint16, ``sFxp_8`` int8, ``sFxp_16`` int16."""
+    bits = int(enc["bitwidth"])
+    if enc.get("signed"):
+        return np.int8 if bits == 8 else np.dtype("<i2")
+    return np.uint8 if bits == 8 else np.dtype("<u2")
+
+
 def load_input(dlc: Dlc, name: str, path: str, native: bool) -> np.ndarray:
     dims = dlc.dims(name)
     enc = dlc.encodings.get(name)
     dtype: np.dtype[Any] = np.dtype("<f4")
     if native and enc is not None:
-        dtype = np.dtype(np.uint8) if int(enc["bitwidth"]) == 8 else np.dtype("<u2")
+        dtype = np.dtype(native_type(enc))
     expected = int(np.prod(dims)) * dtype.itemsize
     try:
         size = os.path.getsize(path)
@@ -634,7 +642,8 @@ def write_tensor(dlc: Dlc, result_dir: str, name: str, value: np.ndarray, native
     enc = dlc.encodings.get(name)
     if native and enc is not None:
         q = np.round(data.astype(np.float64) / enc["scale"] - enc["offset"])
-        data = np.clip(q, 0, 255).astype(np.uint8)
+        info = np.iinfo(native_type(enc))
+        data = np.clip(q, info.min, info.max).astype(native_type(enc))
     blob = data.astype(data.dtype.newbyteorder("<")).tobytes()
     if truncate:
         blob = blob[: len(blob) // 2]
@@ -886,8 +895,8 @@ def diag_rows(diag: dict[str, Any]) -> list[dict[str, Any]]:
             rows[-1]["value"] = "lots"
     if transfers:
         rows.append(row("output", 3, lambda r: r["transfers"]["output"]))
-    for index, row in enumerate(rows):
-        row["index"] = index
+    for index, item in enumerate(rows):
+        item["index"] = index
     return rows
 
 

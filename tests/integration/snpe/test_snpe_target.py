@@ -542,3 +542,30 @@ def test_no_secret_in_errors_or_logs(
     assert secret not in str(err.value)
     assert secret not in caplog.text
     assert secret not in repr(runner.__dict__)
+
+
+@pytest.mark.parametrize("fake_version", ["qairt-2.37"], indirect=True)
+def test_symmetric_sfxp_outputs_come_back_as_int8_native_files_and_are_dequantized(
+    snpe_device: DeviceFactory,
+    snpe_runner: RunnerFactory,
+    snpe_assets: SnpeAssets,
+    reference: OrtRunner,
+    tmp_path: Path,
+    fake_version: str,
+) -> None:
+    from tests.fake_snpe.dlc import build_dlc
+    from tests.integration.snpe.helpers import feeds
+
+    calibration = list(feeds(snpe_assets.folder / "calib"))
+    dlc = build_dlc(snpe_assets.model, calibration, tmp_path / "sym.dlc", symmetric=OUTPUTS, graph="tiny-yolov6r2")
+    runner = snpe_runner(snpe_device(), dlc=dlc)
+    assert {io.dtype for io in runner.dlc_info().outputs} == {"sFxp_8"}
+    assert {io.encoding.offset for io in runner.dlc_info().outputs if io.encoding} == {0.0}
+    feed = snpe_assets.feeds()[0]
+    out = runner.run(feed)
+    ref = reference.run(feed)
+    for name in OUTPUTS:
+        assert out[name].dtype == np.float32
+        assert cosine(out[name], ref[name]) > 0.999
+    final = [c for c in tool_calls(tmp_path) if c["tool"] == "snpe-net-run"]
+    assert "--use_native_output_files" in final[-1]["argv"]
