@@ -24,6 +24,7 @@ def write_speed(
     layers: Sequence[LayerTimeRow],
     *,
     profiling_overhead: float | None = None,
+    io: Sequence[LayerTimeRow] = (),
 ) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     unit = layers[0].unit if layers else ""
@@ -34,6 +35,9 @@ def write_speed(
         "profiled_layer_time_total": sum(r.time for r in layers),
         "profiled_unit": unit,
         "profiling_overhead": profiling_overhead,
+        "io_transfers": [asdict(r) for r in io],
+        "io_time_total": sum(r.time for r in io) if io else None,
+        "io_share_of_profile": sum(r.share for r in io) if io else None,
         "note": "FPS and latency come from timed runs without profiling; layer times from a separate profiled run.",
     }
     atomic_write_text(folder / "speed.json", json.dumps(data, indent=1))

@@ -158,6 +158,7 @@ def test_cli_reports_the_injected_fault(
         bin=snpe_assets.bin,
         log=tmp_path / "calls.jsonl",
         assets=snpe_assets.folder,
+        version="snpe-2.9",
     ).replace("env: {FAKE_SNPE_LOG:", f"env: {{FAKE_SNPE_FAULT: 'perturb={FAULTY}', FAKE_SNPE_LOG:")
     (tmp_path / "models.yaml").write_text(text)
     monkeypatch.setenv("QC_CACHE_DIR", str(tmp_path / "qc-cache"))
