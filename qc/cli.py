@@ -27,9 +27,9 @@ def _cmd_assets(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from qc.config import load_models
+    from qc.config import load_project
 
-    specs = load_models(Path(args.models))
+    specs = load_project(Path(args.models), check_models=True).models
     for spec in specs:
         print(f"{spec.name}: target {spec.target.kind}, reference {spec.reference}")
     return 0
