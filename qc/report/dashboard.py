@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from qc import jsonio
 from qc.cache import atomic_write_text
 from qc.config import GATES
 from qc.errors import DataError
@@ -118,7 +119,7 @@ def read_json(path: Path) -> Loaded:
         return Loaded(path, [], problem="missing")
     try:
         text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if text.strip() else None
+        data = jsonio.loads(text) if text.strip() else None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         return Loaded(path, [], problem=f"unreadable ({exc})")
     if data is None:

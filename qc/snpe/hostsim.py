@@ -28,7 +28,6 @@ host simulation), with running sums only (:class:`qc.compare.metrics.MetricAccum
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import tempfile
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from qc import jsonio
 from qc.compare.matching import TensorMatch, match_qdq, normalise_tensor_name
 from qc.compare.metrics import MetricAccumulator, MetricSummary, PairStats, pair_stats
 from qc.errors import ConfigError, ModelError
@@ -800,11 +800,6 @@ class ErrorSplit:
     def summary(self) -> dict[str, Any]:
         dominated = self.runtime_dominated()
 
-        def _num(v: float) -> float | str | None:  # JSON has no NaN/Infinity: identical tensors read "inf"
-            if math.isnan(v):
-                return None
-            return v if math.isfinite(v) else ("inf" if v > 0 else "-inf")
-
         worst = min(
             (r for r in self.rows if not math.isnan(r.runtime.sqnr_db_mean)),
             key=lambda r: r.runtime.sqnr_db_mean,
@@ -824,17 +819,15 @@ class ErrorSplit:
                     "index": r.index,
                     "tensor": r.tensor,
                     "op_type": r.op_type,
-                    "sqnr_db_quant": _num(r.quant.sqnr_db_mean),
-                    "sqnr_db_runtime": _num(r.runtime.sqnr_db_mean),
+                    "sqnr_db_quant": r.quant.sqnr_db_mean,
+                    "sqnr_db_runtime": r.runtime.sqnr_db_mean,
                     "undefined": r.runtime.undefined,
                 }
                 for r in dominated
             ],
             "first_runtime_dominated": dominated[0].tensor if dominated else None,
             "worst_runtime": (
-                {"tensor": worst.tensor, "sqnr_db_runtime": _num(worst.runtime.sqnr_db_mean)}
-                if worst is not None
-                else None
+                {"tensor": worst.tensor, "sqnr_db_runtime": worst.runtime.sqnr_db_mean} if worst is not None else None
             ),
         }
 
@@ -942,7 +935,7 @@ def write_error_split(split: ErrorSplit, folder: Path) -> list[Path]:
     csv_path = folder / "error_split.csv"
     json_path = folder / "error_split.json"
     atomic_write_text(csv_path, to_csv(ERROR_SPLIT_COLUMNS, split.csv_rows()))
-    atomic_write_text(json_path, json.dumps(split.summary(), indent=1, allow_nan=False, default=str))
+    atomic_write_text(json_path, jsonio.dumps(split.summary(), indent=1, default=str))
     return [csv_path, json_path]
 
 
@@ -1029,6 +1022,6 @@ def host_simulation_stage(
     report = stages.ctx.report_dir / spec.name
     files = write_error_split(split, report)
     hostsim_json = report / "hostsim.json"
-    atomic_write_text(hostsim_json, json.dumps(built.to_json(), indent=1, default=str))
+    atomic_write_text(hostsim_json, jsonio.dumps(built.to_json(), indent=1, default=str))
     files.append(hostsim_json)
     return HostSimStage(built, split, files)
