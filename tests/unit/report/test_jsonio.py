@@ -75,5 +75,6 @@ def test_cache_entries_round_trip_non_finite_metrics(tmp_path: Path) -> None:
     file = cache.save_json("compare", "k", {"sqnr_db": math.inf, "cosine": math.nan})
     _strict(file.read_text())
     back = cache.load_json("compare", "k")
+    assert back is not None
     assert back["sqnr_db"] == math.inf
     assert math.isnan(back["cosine"])
