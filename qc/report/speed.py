@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 from qc.cache import atomic_write_text
 from qc.graph.lint import Finding
+from qc.jsonio import write_json
 from qc.report.tables import to_csv
 from qc.speed import LatencyStats, LayerTimeRow, op_type_shares
 
@@ -40,7 +40,7 @@ def write_speed(
         "io_share_of_profile": sum(r.share for r in io) if io else None,
         "note": "FPS and latency come from timed runs without profiling; layer times from a separate profiled run.",
     }
-    atomic_write_text(folder / "speed.json", json.dumps(data, indent=1))
+    write_json(folder / "speed.json", data)
     atomic_write_text(folder / "layer_times.csv", to_csv(LAYER_TIME_COLUMNS, [asdict(r) for r in layers]))
     ops = [
         {"op_type": op, "time": t, "unit": unit, "share": share, "layers": n}

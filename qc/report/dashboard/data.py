@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from qc import jsonio
 
 DIAGNOSIS_FILES = (
     "diagnosis.json",
@@ -79,7 +80,7 @@ def read_json(path: Path) -> Loaded:
         return Loaded(path, [], problem="missing")
     try:
         text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if text.strip() else None
+        data = jsonio.loads(text) if text.strip() else None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         return Loaded(path, [], problem=f"unreadable ({exc})")
     if data is None:

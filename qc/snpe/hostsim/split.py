@@ -3,7 +3,6 @@ host simulation), streamed with running sums only."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -84,11 +83,6 @@ class ErrorSplit:
     def summary(self) -> dict[str, Any]:
         dominated = self.runtime_dominated()
 
-        def _num(v: float) -> float | str | None:  # JSON has no NaN/Infinity: identical tensors read "inf"
-            if math.isnan(v):
-                return None
-            return v if math.isfinite(v) else ("inf" if v > 0 else "-inf")
-
         worst = min(
             (r for r in self.rows if not math.isnan(r.runtime.sqnr_db_mean)),
             key=lambda r: r.runtime.sqnr_db_mean,
@@ -108,17 +102,15 @@ class ErrorSplit:
                     "index": r.index,
                     "tensor": r.tensor,
                     "op_type": r.op_type,
-                    "sqnr_db_quant": _num(r.quant.sqnr_db_mean),
-                    "sqnr_db_runtime": _num(r.runtime.sqnr_db_mean),
+                    "sqnr_db_quant": r.quant.sqnr_db_mean,
+                    "sqnr_db_runtime": r.runtime.sqnr_db_mean,
                     "undefined": r.runtime.undefined,
                 }
                 for r in dominated
             ],
             "first_runtime_dominated": dominated[0].tensor if dominated else None,
             "worst_runtime": (
-                {"tensor": worst.tensor, "sqnr_db_runtime": _num(worst.runtime.sqnr_db_mean)}
-                if worst is not None
-                else None
+                {"tensor": worst.tensor, "sqnr_db_runtime": worst.runtime.sqnr_db_mean} if worst is not None else None
             ),
         }
 
@@ -219,6 +211,7 @@ def split_error(
 
 def write_error_split(split: ErrorSplit, folder: Path) -> list[Path]:
     """``error_split.csv`` and ``error_split.json`` (the summary) in ``folder``."""
+    from qc import jsonio
     from qc.cache import atomic_write_text
     from qc.report.tables import to_csv
 
@@ -226,5 +219,5 @@ def write_error_split(split: ErrorSplit, folder: Path) -> list[Path]:
     csv_path = folder / "error_split.csv"
     json_path = folder / "error_split.json"
     atomic_write_text(csv_path, to_csv(ERROR_SPLIT_COLUMNS, split.csv_rows()))
-    atomic_write_text(json_path, json.dumps(split.summary(), indent=1, allow_nan=False, default=str))
+    atomic_write_text(json_path, jsonio.dumps(split.summary(), indent=1, default=str))
     return [csv_path, json_path]

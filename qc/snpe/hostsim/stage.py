@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qc import jsonio
 from qc.errors import ConfigError
 from qc.snpe.hostsim.plan import HostSimResult
 from qc.snpe.hostsim.split import ErrorSplit, HostSimRunner, split_error, write_error_split
@@ -98,6 +98,6 @@ def host_simulation_stage(
     report = stages.ctx.report_dir / spec.name
     files = write_error_split(split, report)
     hostsim_json = report / "hostsim.json"
-    atomic_write_text(hostsim_json, json.dumps(built.to_json(), indent=1, default=str))
+    atomic_write_text(hostsim_json, jsonio.dumps(built.to_json(), indent=1, default=str))
     files.append(hostsim_json)
     return HostSimStage(built, split, files)
