@@ -297,7 +297,7 @@ class _Converter:
         return out
 
     def init(self, base: str, value: npt.NDArray[Any]) -> str:
-        name = self.fresh(base)
+        name = self.fresh(base.split(";", 1)[0] + "/const")
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
@@ -627,10 +627,27 @@ class _Converter:
                     f"{self.where(op)}: output {t.name!r} is {t.type_name}; only float32 activations are supported "
                     "(quantized TFLite models are not)."
                 )
+        mark = len(self.nodes)
         handler()
+        # name each op's result after its TFLite tensor (first part of a fused name), not the generated one
+        produced = {o: k for k in range(mark, len(self.nodes)) for o in self.nodes[k].output}
+        for idx in op.outputs:
+            v = self.values.get(idx)
+            if v is None or v.name not in produced:
+                continue
+            new = self.fresh(self.tensor(idx).name)
+            node = self.nodes[produced[v.name]]
+            node.output[0] = new
+            node.name = new
+            for later in self.nodes[produced[v.name] + 1 :]:
+                for i, name in enumerate(later.input):
+                    if name == v.name:
+                        later.input[i] = new
+            v.name = new
 
     def run(self, graph_name: str) -> onnx.ModelProto:
         graph_inputs: list[onnx.ValueInfoProto] = []
+        self.used.update(self.tensor(idx).name for idx in self.m.outputs)  # kept for the graph outputs
         for idx in self.m.inputs:
             t = self.tensor(idx)
             if t.type_code != 0:
