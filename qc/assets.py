@@ -427,7 +427,7 @@ POSE_MEMBER = (
     "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
 )
 POSE_MODEL_FILE = "pose/pose_landmark_full.onnx"
-POSE_CONVERTER_VERSION = "3"
+POSE_CONVERTER_VERSION = "4"
 
 
 def build_pose_assets(builder: AssetBuilder, manifest: dict[str, Any]) -> None:

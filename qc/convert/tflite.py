@@ -351,6 +351,25 @@ class _Converter:
     def tflite_layout(self, v: _Value) -> str:
         return self.node("Transpose", [v.name], perm=list(_NCHW_TO_NHWC)) if v.nchw else v.name
 
+    def flat_order(self, idx: int, v: _Value) -> str:
+        """``v`` with TFLite's element order, for a consumer that only reshapes it: an NCHW tensor whose height
+        and width are 1 already has that order (no Transpose, e.g. in front of a head's final Reshape)."""
+        shape = self.tensor(idx).shape
+        if v.nchw and len(shape) == 4 and shape[1] == 1 and shape[2] == 1:
+            return v.name
+        return self.tflite_layout(v)
+
+    def rename(self, old: str, new: str) -> None:
+        """Rename tensor ``old`` to ``new`` everywhere in the nodes built so far (producer named after it)."""
+        for node in self.nodes:
+            for i, name in enumerate(node.output):
+                if name == old:
+                    node.output[i] = new
+                    node.name = new
+            for i, name in enumerate(node.input):
+                if name == old:
+                    node.input[i] = new
+
     def store(self, idx: int, name: str, *, in_tflite_layout: bool) -> None:
         """Record ``name`` as TFLite tensor ``idx``; a rank-4 result in TFLite layout is moved to NCHW."""
         rank = len(self.tensor(idx).shape)
@@ -518,7 +537,7 @@ class _Converter:
     def reshape(self, op: TfliteOperator) -> None:
         x = self.native(op, op.inputs[0])
         shape = np.array(self.tensor(op.outputs[0]).shape, np.int64)
-        y = self.node("Reshape", [self.tflite_layout(x), self.init("shape", shape)])
+        y = self.node("Reshape", [self.flat_order(op.inputs[0], x), self.init("shape", shape)])
         self.store(op.outputs[0], y, in_tflite_layout=True)
 
     def concat(self, op: TfliteOperator) -> None:
@@ -536,7 +555,7 @@ class _Converter:
     def fully_connected(self, op: TfliteOperator) -> None:
         o = self.opts(op)
         w = self.float_const(op, op.inputs[1], "weights")
-        x = self.tflite_layout(self.native(op, op.inputs[0]))
+        x = self.flat_order(op.inputs[0], self.native(op, op.inputs[0]))
         x = self.node("Reshape", [x, self.init("shape", np.array([-1, w.shape[1]], np.int64))])
         y = self.node("MatMul", [x, self.init(self.tensor(op.inputs[1]).name, np.ascontiguousarray(w.T))])
         if len(op.inputs) > 2 and op.inputs[2] >= 0:
@@ -636,13 +655,7 @@ class _Converter:
             if v is None or v.name not in produced:
                 continue
             new = self.fresh(self.tensor(idx).name)
-            node = self.nodes[produced[v.name]]
-            node.output[0] = new
-            node.name = new
-            for later in self.nodes[produced[v.name] + 1 :]:
-                for i, name in enumerate(later.input):
-                    if name == v.name:
-                        later.input[i] = new
+            self.rename(v.name, new)
             v.name = new
 
     def run(self, graph_name: str) -> onnx.ModelProto:
@@ -669,6 +682,7 @@ class _Converter:
         for op in self.m.operators:
             self.convert_op(op)
         graph_outputs: list[onnx.ValueInfoProto] = []
+        produced = {o for n in self.nodes for o in n.output}
         for idx in self.m.outputs:
             t = self.tensor(idx)
             if idx not in self.values:
@@ -678,7 +692,11 @@ class _Converter:
             shape = list(t.shape)
             if v.nchw and self.output_layout == "NCHW":
                 shape = [shape[i] for i in _NHWC_TO_NCHW]
-            self.nodes.append(helper.make_node("Identity", [src], [t.name], name=f"output_{t.name}"))
+            if src in produced:  # the producing node writes the graph output itself (no extra Identity)
+                self.rename(src, t.name)
+                produced.discard(src)
+            else:  # a graph input, or a tensor already renamed to another output
+                self.nodes.append(helper.make_node("Identity", [src], [t.name], name=f"output_{t.name}"))
             graph_outputs.append(helper.make_tensor_value_info(t.name, TensorProto.FLOAT, shape))
         graph = helper.make_graph(self.nodes, graph_name, graph_inputs, graph_outputs, self.inits)
         model = helper.make_model(

@@ -530,6 +530,7 @@ class KeypointAgreementScores:
     ap50: float
     num_people: int
     num_matched: int
+    num_absent: int = 0
     per_keypoint_oks: dict[str, float] = field(default_factory=dict)
     per_keypoint_error: dict[str, float] = field(default_factory=dict)
     per_keypoint_pixels: dict[str, float] = field(default_factory=dict)
@@ -549,7 +550,10 @@ class KeypointAgreementScores:
 class KeypointAgreement:
     """Streaming keypoint agreement: :meth:`add` one image's reference and target poses at a time, then
     :meth:`result`. Top-down results (one person per given box, same order on both sides) pass
-    ``paired=True``; otherwise people are matched greedily by OKS (each reference person at most once)."""
+    ``paired=True``: pairs whose reference person score (e.g. a presence flag) is below ``person_threshold``
+    are left out (the reference sees no person there; counted in ``num_absent``), but the target's person still
+    enters the AP as a detection. Otherwise people are matched greedily by OKS (each reference person above
+    ``person_threshold`` at most once)."""
 
     def __init__(
         self,
@@ -573,6 +577,7 @@ class KeypointAgreement:
         self.kp_pix = np.zeros(num_keypoints)
         self.kp_count = np.zeros(num_keypoints)
         self.num_people = 0
+        self.num_absent = 0
         self.images: list[dict[str, Any]] = []
         self.gt: list[dict[str, Any]] = []
         self.results: list[dict[str, Any]] = []
@@ -588,7 +593,14 @@ class KeypointAgreement:
         if paired and len(reference) != len(target):
             raise DataError(f"image {iid}: paired poses need as many target ({len(target)}) as reference people "
                             f"({len(reference)}).")  # fmt: skip
-        ref = reference if paired else reference.above(self.person_threshold)
+        if paired:  # people the reference sees (score >= person_threshold), with their target counterparts
+            keep = np.flatnonzero(reference.scores >= self.person_threshold)
+            ref = Poses(reference.boxes[keep], reference.scores[keep], reference.keypoints[keep])
+            counterpart = Poses(target.boxes[keep], target.scores[keep], target.keypoints[keep])
+            self.num_absent += len(reference) - len(keep)
+        else:
+            ref = reference.above(self.person_threshold)
+            counterpart = target
         w = float(max([1.0, *ref.boxes[:, 2].tolist(), *target.boxes[:, 2].tolist()]))
         h = float(max([1.0, *ref.boxes[:, 3].tolist(), *target.boxes[:, 3].tolist()]))
         self.images.append({"id": iid, "width": math.ceil(w), "height": math.ceil(h)})
@@ -614,7 +626,7 @@ class KeypointAgreement:
         pairs = [(j, j) for j in range(len(ref))] if paired else self._match(ref, target, areas)
         for j, t in pairs:
             vis = ref.keypoints[j, :, 2] >= self.keypoint_threshold
-            d = np.linalg.norm(target.keypoints[t, :, :2].astype(np.float64) - ref.keypoints[j, :, :2], axis=1)
+            d = np.linalg.norm(counterpart.keypoints[t, :, :2].astype(np.float64) - ref.keypoints[j, :, :2], axis=1)
             sim = np.exp(-(d**2) / ((2 * self.sigmas) ** 2) / (2 * areas[j]))
             if vis.any():
                 self.person_oks.append(float(sim[vis].mean()))
@@ -670,6 +682,7 @@ class KeypointAgreement:
             ap50=ap_scores.ap50,
             num_people=self.num_people,
             num_matched=len(self.person_oks),
+            num_absent=self.num_absent,
             per_keypoint_oks=per_oks,
             per_keypoint_error=per_err,
             per_keypoint_pixels=per_pix,

@@ -320,3 +320,17 @@ def test_agreement_empty_and_shape_errors() -> None:
         agg.add(2, Poses([[0, 0, 1, 1]], [1], np.zeros((1, 33, 3))), empty)
     with pytest.raises(ConfigError, match="out of range"):
         Poses([[0, 0, 1, 1]], [1], np.zeros((1, 5, 3))).select_keypoints([7])
+
+
+def test_paired_agreement_leaves_out_people_the_reference_does_not_see() -> None:
+    rng = np.random.default_rng(7)
+    a, b = _person(rng, 0, 0, 100, 200), _person(rng, 300, 0, 100, 200)
+    ref = Poses([[0, 0, 100, 200], [300, 0, 400, 200]], [0.9, 0.1], [a, b])  # b: presence 0.1
+    tgt = Poses(ref.boxes, [0.8, 0.9], [a, b + 80.0])  # b: far off and confident, but absent in the reference
+    agg = KeypointAgreement(17, person_threshold=0.5)
+    agg.add(1, ref, tgt, paired=True)
+    r = agg.result()
+    assert r.num_people == 1
+    assert r.num_absent == 1
+    assert r.mean_oks == pytest.approx(1.0)
+    assert r.ap == pytest.approx(0.5)  # the confident target person the reference does not see: a false positive
