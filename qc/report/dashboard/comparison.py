@@ -44,6 +44,8 @@ def layer_section(m: ModelFiles, charts: Charts) -> str:
     n = len(m.layers.rows)
     read = thresholds(m.layers, COSINE_THRESHOLD)
     cos_thr: list[float | None] = read if read is not None else [None] * n
+    # tensors that do not depend on the input (layers.csv ``input_independent``) are listed, never gated
+    gated = [row.get("input_independent", "false") != "true" for row in m.layers.rows]
     xs: list[float] = []
     cos: list[float | None] = []
     cos_min: list[float | None] = []
@@ -67,10 +69,13 @@ def layer_section(m: ModelFiles, charts: Charts) -> str:
         if c is not None and math.isnan(c):
             undefined_x.append(x)
             undefined_info.append(details)
-        if below(c, cos_thr[pos]) and first_bad is None:
+        if gated[pos] and below(c, cos_thr[pos]) and first_bad is None:
             first_bad = (x, c if finite(c) else None, row.get("tensor", ""))
     defined = [c for c in cos if c is not None]
-    colors = [THRESHOLD_COLOR if c is None or below(c, t) else "#0969da" for c, t in zip(cos, cos_thr, strict=True)]
+    colors = [
+        THRESHOLD_COLOR if g and (c is None or below(c, t)) else "#0969da"
+        for c, t, g in zip(cos, cos_thr, gated, strict=True)
+    ]
     hover = (
         "%{customdata[0]}<br>%{customdata[1]}  %{customdata[2]}<br>layer %{x}: %{y:.5f}<extra>%{fullData.name}</extra>"
     )
@@ -157,8 +162,12 @@ def layer_section(m: ModelFiles, charts: Charts) -> str:
     parts = [charts.render(fig)]
     summary = f"{n} layers compared"
     if read is not None:
-        failing = sum(1 for c, t in zip(cos, read, strict=True) if c is not None and t is not None and c < t)
+        failing = sum(
+            1 for c, t, g in zip(cos, read, gated, strict=True) if g and c is not None and t is not None and c < t
+        )
         summary += f"; {failing} below their cosine threshold, {describe_thresholds(read, 'layer')}"
+    if not all(gated):
+        summary += f"; {gated.count(False)} input-independent (not gated)"
     if undefined_x:
         summary += f"; {len(undefined_x)} with an undefined metric"
     if first_bad is not None:
@@ -176,8 +185,8 @@ def layer_section(m: ModelFiles, charts: Charts) -> str:
                 text(row.get("op_type")),
                 text(row.get("shape")),
                 text(row.get("target_tensor"), "name"),
-                *_metric_cells(row, c, "bad" if below(c, cos_thr[pos]) else ""),
-                number(cos_thr[pos], 6),
+                *_metric_cells(row, c, "bad" if gated[pos] and below(c, cos_thr[pos]) else ""),
+                number(cos_thr[pos], 6) if gated[pos] else text("not gated: input-independent"),
             ]
         )
     heads = ["#", "tensor", "op type", "shape", "target tensor", *METRIC_HEADS, "cosine threshold"]

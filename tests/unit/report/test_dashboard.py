@@ -16,6 +16,7 @@ from PIL import Image
 
 from qc.errors import DataError
 from qc.report.dashboard import PLOTLY_JS, dashboard_png, write_dashboard
+from qc.report.tables import to_csv
 from tests.unit.report.synthetic import (
     ADVICE_MESSAGE,
     BROKEN,
@@ -471,3 +472,19 @@ def test_dashboard_png_draws_the_csv_threshold_only(report: Path) -> None:
 
     assert red in colors(FULL)
     assert red not in colors(PARTIAL)  # no threshold column and every layer defined: nothing red
+
+
+def test_input_independent_layers_are_listed_but_never_marked_failing(report: Path) -> None:
+    path = report / FULL / "layers.csv"
+    with path.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["input_independent"] = "true" if row["index"] == str(OVERRIDDEN_LAYER) else "false"
+    path.write_text(to_csv(tuple(rows[0]), rows), encoding="utf-8")
+    write_dashboard(report)
+    page = (report / FULL / "index.html").read_text(encoding="utf-8")
+    cosine = trace(figures(report / FULL / "index.html")[LAYER_CHART], "cosine (mean")
+    assert cosine["marker"]["color"][OVERRIDDEN_LAYER] == "#0969da"  # below its override, but not gated
+    assert "2 below their cosine threshold" in page  # was 3 with the layer gated
+    assert "1 input-independent (not gated)" in page
+    assert "not gated: input-independent" in page
