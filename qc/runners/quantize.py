@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +107,18 @@ def rename_clashing_initializers(model: Any) -> list[tuple[str, str]]:
 
 
 def quantize_int8(
-    reference: Path, settings: QuantSettings, calibration: Iterable[dict[str, np.ndarray]], out: Path, entry: str
+    reference: Path,
+    settings: QuantSettings,
+    calibration: Iterable[dict[str, np.ndarray]],
+    out: Path,
+    entry: str,
+    *,
+    extra_options: Mapping[str, Any] | None = None,
 ) -> int:
-    """Quantize ``reference`` to a QDQ model at ``out``; returns the number of calibration inputs used."""
+    """Quantize ``reference`` to a QDQ model at ``out``; returns the number of calibration inputs used.
+
+    ``extra_options`` are merged last into onnxruntime's ``extra_options`` (a backend's own overrides, for example
+    the QNN EP's, computed from the same settings)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -136,6 +145,7 @@ def quantize_int8(
         extra["TensorQuantOverrides"] = {t: [{"quant_type": QuantType.QUInt16}] for t in settings.int16_tensors}
     if (settings.activation_bitwidth == 16 or settings.int16_tensors) and opset < 21:
         extra["UseQDQContribOps"] = True
+    extra.update(extra_options or {})
     reader = _Reader(calibration)
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]

@@ -1,0 +1,73 @@
+"""Per-layer tensors on the HTP: the dequantized activations of a QDQ model as extra graph outputs.
+
+Only DequantizeLinear nodes whose data input is an activation are exposed: exposing a weight's DequantizeLinear
+output makes the HTP refuse the node (the QNN EP folds weight dequantization into its consumer). Exposing can
+change how the HTP prepares the graph (an exposed tensor cannot be fused away), so final outputs, accuracy and
+agreement come from the graph as deployed, and :func:`max_abs_change` measures what exposing changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qc.errors import MetricError, ModelError
+
+_DQ = "DequantizeLinear"
+
+
+def activation_dequant_outputs(model: Any) -> list[str]:
+    """Outputs of DequantizeLinear nodes whose data input is not a constant, in graph order."""
+    graph = model.graph
+    constants = {i.name for i in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    outputs = {o.name for o in graph.output}
+    return [
+        n.output[0]
+        for n in graph.node
+        if n.op_type == _DQ and n.input and n.input[0] not in constants and n.output[0] not in outputs
+    ]
+
+
+def expose_activations(model_path: Path, out: Path) -> list[str]:
+    """Write ``model_path`` with every activation DequantizeLinear output added as a graph output; returns them."""
+    import onnx
+
+    try:
+        model = onnx.load(str(model_path))
+    except Exception as exc:
+        raise ModelError(f"{model_path}: cannot be read as ONNX: {exc}") from None
+    names = activation_dequant_outputs(model)
+    if not names:
+        raise ModelError(
+            f"{model_path}: no DequantizeLinear node with an activation input: expected a QDQ model to expose."
+        )
+    dq_nodes = {n.output[0]: n for n in model.graph.node if n.op_type == _DQ}
+    for name in names:
+        node = dq_nodes[name]
+        # DequantizeLinear yields float32 unless opset 21+'s output_dtype says otherwise
+        out_type = next((a.i for a in node.attribute if a.name == "output_dtype" and a.i), onnx.TensorProto.FLOAT)
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, out_type, None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out))
+    return names
+
+
+def max_abs_change(deployed: Mapping[str, np.ndarray], exposed: Mapping[str, np.ndarray]) -> float:
+    """Largest absolute difference between the final outputs of the deployed and the exposed graph."""
+    missing = sorted(set(deployed) - set(exposed))
+    if missing:
+        raise MetricError(f"the exposed graph lacks the final output(s) {missing}.")
+    worst = 0.0
+    for name, a in deployed.items():
+        b = exposed[name]
+        if a.shape != b.shape:
+            raise MetricError(f"final output {name!r}: shape {a.shape} as deployed but {b.shape} when exposed.")
+        diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+        if diff.size and not np.all(np.isfinite(diff)):
+            raise MetricError(f"final output {name!r}: non-finite values when comparing deployed and exposed runs.")
+        worst = max(worst, float(diff.max()) if diff.size else 0.0)
+    return worst
