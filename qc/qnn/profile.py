@@ -40,6 +40,8 @@ _NODE = re.compile(r"^(?P<name>.*):OpId_(?P<id>\d+) \((?P<unit>[A-Za-z]+)\)$")
 _IO = re.compile(r"^(?P<kind>Input|Output) OpId_(?P<id>\d+) \((?P<unit>[A-Za-z]+)\)$")
 _TOKEN = re.compile(r"(_token_\d+)+$")
 _INDEX = re.compile(r"_\d+$")
+_OP_TYPE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+_CONVERSIONS = {"_dq": "DequantizeLinear", "_q": "QuantizeLinear"}
 
 
 class ProfileParseError(ParseError):
@@ -116,7 +118,11 @@ def map_op_name(name: str, onnx_nodes: Mapping[str, str]) -> tuple[str | None, s
     for candidate in (base, _INDEX.sub("", base)):
         if candidate in onnx_nodes:
             return candidate, onnx_nodes[candidate]
-    return None, _INDEX.sub("", base) or name
+    for suffix, op_type in _CONVERSIONS.items():  # "<node>_dq": the EP's (de)quantization at a float boundary
+        if base.endswith(suffix) and base[: -len(suffix)] in onnx_nodes:
+            return None, op_type
+    op_type = _INDEX.sub("", base)
+    return None, op_type if _OP_TYPE.match(op_type) else "Unknown"
 
 
 def _number(text: str, line: int) -> float:

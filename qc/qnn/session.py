@@ -251,6 +251,7 @@ def create_htp_session(
     :class:`HtpUnavailableError` when the backend cannot be loaded here, :class:`HtpUnsupportedError` (with the
     findings) when HTP refuses nodes, :class:`ModelError` for any other refusal (graph finalization, bad file).
     """
+    _qnn_module()
     options = options or HtpOptions()
     config = dict(config or {})
     where = f"{entry}: " if entry else ""
