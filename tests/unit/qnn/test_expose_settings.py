@@ -14,8 +14,8 @@ from qc.qnn.expose import activation_dequant_outputs, expose_activations, max_ab
 from qc.qnn.settings import RVC4_HTP_ARCH, RVC4_SOC_MODEL, QnnHtpTarget
 
 
-def _qdq_model() -> Any:
-    """x -> Q -> DQ -> Conv(W: DQ of an initializer, B: Constant -> DQ) -> Q -> DQ -> y."""
+def _qdq_model(activation: str | None = None) -> Any:
+    """x -> Q -> DQ -> Conv(W: DQ of an initializer, B: Constant -> DQ) -> Q -> DQ [-> activation -> Q -> DQ] -> y."""
     from onnx import TensorProto, helper, numpy_helper
 
     inits = [
@@ -33,8 +33,14 @@ def _qdq_model() -> Any:
         helper.make_node("DequantizeLinear", ["bqc", "s"], ["Bd"], name="Bd"),
         helper.make_node("Conv", ["xd", "Wd", "Bd"], ["c"], name="conv"),
         helper.make_node("QuantizeLinear", ["c", "s", "z"], ["cq"], name="cq"),
-        helper.make_node("DequantizeLinear", ["cq", "s", "z"], ["y"], name="yd"),
+        helper.make_node("DequantizeLinear", ["cq", "s", "z"], ["cd" if activation else "y"], name="cd"),
     ]
+    if activation:
+        nodes += [
+            helper.make_node(activation, ["cd"], ["a"], name="act"),
+            helper.make_node("QuantizeLinear", ["a", "s", "z"], ["aq"], name="aq"),
+            helper.make_node("DequantizeLinear", ["aq", "s", "z"], ["y"], name="yd"),
+        ]
     graph = helper.make_graph(
         nodes,
         "g",
@@ -50,6 +56,13 @@ def _qdq_model() -> Any:
 def test_only_activation_dequant_outputs_are_selected() -> None:
     # weights (initializer) and Constant inputs stay hidden; the graph output "y" is already an output
     assert activation_dequant_outputs(_qdq_model()) == ["xd"]
+
+
+@pytest.mark.parametrize(("activation", "fused"), [("LeakyRelu", True), ("Relu", True), ("Sigmoid", False)])
+def test_inputs_of_fused_activations_are_skipped_unless_asked(activation: str, fused: bool) -> None:
+    model = _qdq_model(activation)
+    assert activation_dequant_outputs(model) == (["xd"] if fused else ["xd", "cd"])
+    assert activation_dequant_outputs(model, skip_fused=False) == ["xd", "cd"]
 
 
 def test_exposed_model_runs_and_keeps_the_final_output(tmp_path: Path) -> None:

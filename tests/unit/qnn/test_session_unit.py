@@ -46,15 +46,15 @@ def test_provider_options_default_to_the_rvc4() -> None:
         "backend_type": "htp",
         "htp_arch": "73",
         "soc_model": "66",
-        "enable_htp_fp16_precision": "0",
+        "enable_htp_fp16_precision": "1",
     }
+    assert HtpOptions(fp16=False).provider_options()["enable_htp_fp16_precision"] == "0"
 
 
-def test_provider_options_profiling_fp16_and_extra(tmp_path: Path) -> None:
+def test_provider_options_profiling_and_extra(tmp_path: Path) -> None:
     csv = tmp_path / "p.csv"
-    options = HtpOptions(fp16=True, profiling="detailed", profile_path=csv, extra={"htp_performance_mode": "burst"})
+    options = HtpOptions(profiling="detailed", profile_path=csv, extra={"htp_performance_mode": "burst"})
     got = options.provider_options()
-    assert got["enable_htp_fp16_precision"] == "1"
     assert got["profiling_level"] == "detailed"
     assert got["profiling_file_path"] == str(csv)
     assert got["htp_performance_mode"] == "burst"
