@@ -26,7 +26,7 @@ import numpy as np
 
 from qc.errors import DeviceError, ModelError
 from qc.graph.lint import Finding, Severity
-from qc.qnn.settings import HTP_ARCHS, RVC4_HTP_ARCH, RVC4_SOC_MODEL, ProfilingLevel
+from qc.qnn.settings import HTP_ARCHS, RVC4_HTP_ARCH, RVC4_SOC_MODEL, ProfilingLevel, QnnHtpTarget
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,12 @@ class HtpOptions:
             raise ModelError(f"HTP options: soc_model must be a QNN SoC number (>= 1), found {self.soc_model}.")
         if self.profiling != "off" and self.profile_path is None:
             raise ModelError(f"HTP options: profiling {self.profiling!r} needs a profile_path for the CSV.")
+
+    @classmethod
+    def for_target(cls, target: QnnHtpTarget, profile_path: Path | None = None) -> HtpOptions:
+        """The options of a ``qnn-htp`` target; its profiling level applies when a ``profile_path`` is given."""
+        profiling = target.profiling if profile_path is not None else "off"
+        return cls(htp_arch=target.htp_arch, soc_model=target.soc_model, profiling=profiling, profile_path=profile_path)
 
     def provider_options(self) -> dict[str, str]:
         """The QNN EP provider options (strings, as onnxruntime wants them)."""

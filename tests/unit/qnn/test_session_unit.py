@@ -19,6 +19,7 @@ from qc.qnn.session import (
     parse_unsupported,
     unsupported_findings,
 )
+from qc.qnn.settings import QnnHtpTarget
 
 # Lines as onnxruntime 1.32 + onnxruntime-qnn 2.7.0 write them (ANSI colours already stripped), verbose level.
 LOG = """\
@@ -58,6 +59,14 @@ def test_provider_options_profiling_and_extra(tmp_path: Path) -> None:
     assert got["profiling_level"] == "detailed"
     assert got["profiling_file_path"] == str(csv)
     assert got["htp_performance_mode"] == "burst"
+
+
+def test_options_for_a_target(tmp_path: Path) -> None:
+    target = QnnHtpTarget(kind="qnn-htp", htp_arch=75, soc_model=57)
+    assert HtpOptions.for_target(target) == HtpOptions(htp_arch=75, soc_model=57)
+    profiled = HtpOptions.for_target(target, tmp_path / "p.csv")
+    assert profiled.profiling == "detailed"
+    assert profiled.profile_path == tmp_path / "p.csv"
 
 
 @pytest.mark.parametrize(
