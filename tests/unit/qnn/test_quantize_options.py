@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 
 from qc.config import QuantSettings
 from qc.errors import ConfigError
-from qc.qnn.quantize import qnn_extra_options
+from qc.qnn.quantize import qnn_extra_options, quantize_htp
 
 
 def _model() -> Any:
@@ -67,3 +69,59 @@ def test_float_nodes_are_left_out_and_bad_names_are_config_errors() -> None:
     assert "s" not in extra["TensorQuantOverrides"]
     with pytest.raises(ConfigError, match=r"demo: target\.float_nodes: no node named 'nope'"):
         qnn_extra_options(_model(), QuantSettings(float_nodes=("nope",)), "demo")
+
+
+def _gelu_model(path: Path) -> Path:
+    """x -> Relu -> Erf-based GELU (Div, Erf, Add, Mul, Mul): the pattern QNN preprocessing fuses into Gelu."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [
+        numpy_helper.from_array(np.array(1.4142135, np.float32), "sqrt2"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+    ]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Div", ["r", "sqrt2"], ["d"], name="div"),
+        helper.make_node("Erf", ["d"], ["e"], name="erf"),
+        helper.make_node("Add", ["e", "one"], ["a"], name="add"),
+        helper.make_node("Mul", ["r", "a"], ["m"], name="mul"),
+        helper.make_node("Mul", ["m", "half"], ["y"], name="mul_half"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def _calibration(n: int) -> Iterator[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    for _ in range(n):
+        yield {"x": rng.standard_normal((1, 8)).astype(np.float32)}
+
+
+def test_qnn_preprocessing_is_opt_in_and_fuses_gelu(tmp_path: Path) -> None:
+    import onnx
+
+    reference = _gelu_model(tmp_path / "gelu.onnx")
+    plain, fused = tmp_path / "plain.onnx", tmp_path / "fused.onnx"
+    assert quantize_htp(reference, QuantSettings(), _calibration(3), plain, "gelu") == 3
+    assert quantize_htp(reference, QuantSettings(), _calibration(3), fused, "gelu", preprocess=True) == 3
+    assert "Erf" in {n.op_type for n in onnx.load(str(plain)).graph.node}
+    assert "Gelu" in {n.op_type for n in onnx.load(str(fused)).graph.node}
+
+
+def test_names_fused_by_preprocessing_are_explained(tmp_path: Path) -> None:
+    reference = _gelu_model(tmp_path / "gelu.onnx")
+    settings = QuantSettings(float_nodes=("erf",))
+    with pytest.raises(ConfigError, match="QNN preprocessing") as info:
+        quantize_htp(reference, settings, _calibration(2), tmp_path / "q.onnx", "gelu", preprocess=True)
+    assert "gelu: target.float_nodes: no node named 'erf'" in str(info.value)
