@@ -259,7 +259,9 @@ def create_htp_session(
 ) -> Any:
     """An ``onnxruntime.InferenceSession`` running all of ``model`` on the HTP (CPU fallback disabled).
 
-    ``config`` adds session config entries (for example the ``ep.context_*`` ones). Raises
+    ``config`` adds session config entries (for example the ``ep.context_*`` ones). A profile file at
+    ``options.profile_path`` is replaced (the QNN EP would append to it); the EP writes the finalize events at
+    creation and each run's events after the run. Raises
     :class:`HtpUnavailableError` when the backend cannot be loaded here, :class:`HtpUnsupportedError` (with the
     findings) when HTP refuses nodes, :class:`ModelError` for any other refusal (graph finalization, bad file).
     """
@@ -269,6 +271,10 @@ def create_htp_session(
     where = f"{entry}: " if entry else ""
     if not model.is_file():
         raise ModelError(f"{where}the model {model} does not exist.")
+    if options.profile_path is not None and options.profiling != "off":
+        # the QNN EP appends to an existing profile: one session's events per file
+        options.profile_path.parent.mkdir(parents=True, exist_ok=True)
+        options.profile_path.unlink(missing_ok=True)
     session, error, text = _create(model, options, config, severity=2)
     if session is not None:
         for line in text.splitlines():

@@ -99,6 +99,7 @@ def test_qdq_runs_entirely_on_htp_within_one_step_of_cpu(tiny_qdq: Path) -> None
 
 def test_profile_maps_htp_ops_to_onnx_nodes(tiny_qdq: Path, tmp_path: Path) -> None:
     csv = tmp_path / "profile.csv"
+    csv.write_text("left over from an earlier session\n", encoding="utf-8")  # replaced, not appended to
     session = create_htp_session(tiny_qdq, HtpOptions(profiling="detailed", profile_path=csv))
     for feeds in _feeds(2):
         run_session(session, feeds)
