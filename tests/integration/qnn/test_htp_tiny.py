@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from qc.config import QuantSettings
+from qc.errors import ModelError
 from qc.qnn.context import context_session, export_context_binary
 from qc.qnn.expose import expose_activations, max_abs_change
 from qc.qnn.profile import onnx_node_types, read_htp_profile
@@ -188,3 +189,10 @@ def test_refused_nodes_are_named_as_error_and_findings(tmp_path: Path) -> None:
     assert "not supported by QNN EP" in info.value.findings[0].why
     assert [(f.node, f.op_type, f.severity) for f in htp_support_findings(path)] == [("det_b", "Det", "error")]
     assert htp_support_findings(_float_model(tmp_path / "ok.onnx")) == []
+
+
+def test_an_unknown_soc_model_is_a_model_error_with_qnns_reason(tiny_qdq: Path) -> None:
+    with pytest.raises(ModelError, match="soc_model 9999") as info:
+        create_htp_session(tiny_qdq, HtpOptions(soc_model=9999), entry="tiny")
+    assert not isinstance(info.value, HtpUnsupportedError)
+    assert "QNN_DEVICE_ERROR_INVALID_CONFIG" in str(info.value)
