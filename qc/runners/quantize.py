@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -216,11 +216,14 @@ def quantize_int8(
     out: Path,
     entry: str,
     notes: list[str] | None = None,
+    *,
+    extra_options: Mapping[str, Any] | None = None,
 ) -> int:
     """Quantize ``reference`` to a QDQ model at ``out``; returns the number of calibration inputs used.
 
     ``notes`` receives one line per transformation applied on the way (pre-processing, bias bit width), for the
-    run's settings.
+    run's settings. ``extra_options`` are merged last into onnxruntime's ``extra_options`` (a backend's own
+    overrides, for example the QNN EP's, computed from the same settings).
     """
     import onnx
     from onnxruntime.quantization import (
@@ -250,6 +253,7 @@ def quantize_int8(
         extra["TensorQuantOverrides"] = {t: [{"quant_type": QuantType.QUInt16}] for t in settings.int16_tensors}
     if (settings.activation_bitwidth == 16 or settings.int16_tensors) and opset < 21:
         extra["UseQDQContribOps"] = True
+    extra.update(extra_options or {})
     reader = _Reader(calibration)
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
