@@ -264,6 +264,39 @@ def rule_channels_multiple_32(view: GraphView) -> list[Finding]:
     return out
 
 
+def rule_concat_5d(view: GraphView) -> list[Finding]:
+    """A Concat of rank 5 or more: on HTP its inputs are not requantized to the output's encoding."""
+    out: list[Finding] = []
+    for n in view.nodes:
+        if n.op_type != "Concat" or not n.outputs:
+            continue
+        shape = view.shape(n.outputs[0])
+        if shape is None or len(shape) < 5:
+            continue
+        joined = [i for i in n.inputs if i and i not in view.constants]
+        if len(joined) < 2:
+            continue
+        out.append(
+            Finding(
+                "concat-5d",
+                Severity.WARNING,
+                n.name,
+                n.op_type,
+                f"Concat {n.name!r} joins {len(joined)} tensors in {len(shape)}-D ({', '.join(joined[:4])}"
+                f"{', ...' if len(joined) > 4 else ''}).",
+                "On the HTP (QNN 2.51 HTP backend, measured on its host simulator) a quantized Concat of rank 5 or "
+                "more copies each input's integer codes without requantizing them to the output's encoding: an "
+                "input whose scale differs from the output's comes out wrong (a sigmoid at scale 1/256 read at the "
+                "output's scale 2.5 gave 637.5 instead of 0..1). The same Concat in 4-D is requantized correctly.",
+                "Concatenate in 4-D (Reshape the inputs to rank 4, Concat, Reshape back), keep the Concat in float "
+                "(target.float_nodes / float_downstream_of), or give its inputs the output's encoding "
+                "(quantization overrides).",
+                nodes=(n.name,),
+            )
+        )
+    return out
+
+
 RULES: dict[str, Rule] = {
     "div": rule_div,
     "matmul": rule_matmul,
@@ -272,6 +305,7 @@ RULES: dict[str, Rule] = {
     "foldable-eltwise": rule_foldable_eltwise,
     "transpose-reshape-chain": rule_transpose_reshape_chain,
     "channels-multiple-32": rule_channels_multiple_32,
+    "concat-5d": rule_concat_5d,
 }
 
 

@@ -387,3 +387,13 @@ def big_model(blocks: int = 100, channels: int = 8, size: int = 8) -> onnx.Model
     return make_model(
         nodes, [vinfo("x", [1, channels, size, size])], [vinfo("y", [1, channels, size, size // 2])], inits
     )
+
+
+def concat_model(rank: int, inputs: int = 2) -> onnx.ModelProto:
+    """``inputs`` tensors of rank ``rank`` (each through a Sigmoid, as a decode's scores) joined on the last axis."""
+    shape = [1, 3, 13, 13, 4][:rank] if rank <= 5 else [1, 3, 13, 13, 2, 4]
+    names = [f"x{i}" for i in range(inputs)]
+    nodes = [helper.make_node("Sigmoid", [n], [f"{n}_s"], name=f"sigmoid_{i}") for i, n in enumerate(names)]
+    nodes.append(helper.make_node("Concat", [f"{n}_s" for n in names], ["y"], name="concat", axis=-1))
+    out_shape = [*shape[:-1], shape[-1] * inputs]
+    return make_model(nodes, [vinfo(n, shape) for n in names], [vinfo("y", out_shape)])

@@ -202,6 +202,7 @@ def test_lint_orders_worst_first_and_runs_every_rule() -> None:
         "foldable-eltwise",
         "transpose-reshape-chain",
         "channels-multiple-32",
+        "concat-5d",
     }
 
 
@@ -248,3 +249,17 @@ def test_unknown_rule_ids_raise() -> None:
         filter_findings([], allow=["nope"])
     with pytest.raises(ConfigError):
         filter_findings([], min_severity="fatal")
+
+
+# ----------------------------------------------------------------------------- concat in 5-D
+@pytest.mark.parametrize(("rank", "inputs", "flagged"), [(5, 2, True), (6, 3, True), (4, 2, False), (5, 1, False)])
+def test_concat_of_rank_5_or_more_is_flagged(rank: int, inputs: int, flagged: bool) -> None:
+    found = run(gm.concat_model(rank, inputs), "concat-5d")
+    if not flagged:
+        assert found == []
+        return
+    (f,) = found
+    assert (f.node, f.severity) == ("concat", Severity.WARNING)
+    assert f"{rank}-D" in f.what
+    assert "requantiz" in f.why
+    assert "4-D" in f.fix
