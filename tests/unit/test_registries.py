@@ -9,6 +9,7 @@ import typing
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from qc import gates
 from qc.config import GATES, ModelSpec, Thresholds, ThresholdValues
@@ -23,7 +24,7 @@ def _union_tags(annotation: object) -> set[str]:
     """The ``kind`` literals of the members of a tagged union annotation."""
     found: set[str] = set()
     for arg in typing.get_args(annotation):
-        if isinstance(arg, type) and "kind" in getattr(arg, "model_fields", {}):
+        if isinstance(arg, type) and issubclass(arg, BaseModel) and "kind" in arg.model_fields:
             found.update(typing.get_args(arg.model_fields["kind"].annotation))
         else:
             found |= _union_tags(arg)
