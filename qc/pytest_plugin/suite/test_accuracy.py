@@ -1,4 +1,8 @@
-"""Accuracy gates of the entry's task (detection: COCO AP and AP50 drop of the target, and agreement AP)."""
+"""Accuracy gates of the entry's task (detection: COCO AP and AP50 drop of the target, and agreement AP).
+
+One test per gate the task registry contributes (``needs="accuracy"`` in :data:`qc.gates.GATE_SPECS`), named
+``test_<gate>``: a new task kind's gates get their tests here without a new test function.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +18,17 @@ from qc.gates import Evidence, GateResult
 Check = Callable[[GateResult], None]
 
 
-@pytest.mark.qc_gate("map_drop")
-def test_map_drop(qc_model: ModelSpec, accuracy: Any, check_gate: Check) -> None:
-    check_gate(gates.check("map_drop", Evidence(qc_model, accuracy=accuracy)))
+def _accuracy_test(gate: str) -> Callable[[ModelSpec, Any, Check], None]:
+    def test(qc_model: ModelSpec, accuracy: Any, check_gate: Check) -> None:
+        check_gate(gates.check(gate, Evidence(qc_model, accuracy=accuracy)))
+
+    test.__name__ = test.__qualname__ = f"test_{gate}"
+    test.__doc__ = gates.gate_info(gate).doc
+    marked: Callable[[ModelSpec, Any, Check], None] = pytest.mark.qc_gate(gate)(test)
+    return marked
 
 
-@pytest.mark.qc_gate("map50_drop")
-def test_map50_drop(qc_model: ModelSpec, accuracy: Any, check_gate: Check) -> None:
-    check_gate(gates.check("map50_drop", Evidence(qc_model, accuracy=accuracy)))
-
-
-@pytest.mark.qc_gate("agreement_ap")
-def test_agreement_ap(qc_model: ModelSpec, accuracy: Any, check_gate: Check) -> None:
-    check_gate(gates.check("agreement_ap", Evidence(qc_model, accuracy=accuracy)))
+__all__: list[str] = []
+for _gate in gates.gates_needing("accuracy"):
+    globals()[f"test_{_gate}"] = _accuracy_test(_gate)
+    __all__.append(f"test_{_gate}")
