@@ -6,6 +6,7 @@ subprocess imports qc from this checkout (PYTHONPATH), so the test exercises the
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -97,3 +98,33 @@ def test_expected_failure_does_not_hide_a_harness_error(tmp_path: Path) -> None:
     assert "3 errors" in summary, out
     assert "tiny.onnx fails onnx.checker" in run.stdout
     assert "Traceback" not in out
+
+
+RUN_STATE_PROBE = """
+import json
+from pathlib import Path
+
+import pytest
+
+from qc.pytest_plugin.run import run_state
+
+
+@pytest.mark.parametrize("n", range(8))
+def test_probe(n, request):
+    run = run_state(request.config)
+    worker = getattr(request.config, "workerinput", {}).get("workerid", "controller")
+    Path(f"probe-{n}.json").write_text(json.dumps([worker, run.run_id, run.started, run.refresh_since]))
+"""
+
+
+def test_run_state_reaches_xdist_workers_without_the_environment(tmp_path: Path) -> None:
+    (tmp_path / "test_probe.py").write_text(RUN_STATE_PROBE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QC_RUN")}
+    env["PYTHONPATH"] = str(REPO)
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "2", "--qc-refresh"]
+    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    probes = [json.loads((tmp_path / f"probe-{n}.json").read_text()) for n in range(8)]
+    assert {p[0] for p in probes} == {"gw0", "gw1"}
+    assert len({(p[1], p[2], p[3]) for p in probes}) == 1  # one run id, start and refresh moment for every worker
+    assert probes[0][3] is not None
