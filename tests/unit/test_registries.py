@@ -121,3 +121,12 @@ def test_no_target_kind_branch_outside_config_and_the_target_modules() -> None:
                 if KIND_BRANCH.search(line):
                     found.append(f"{rel}:{n}: {line.strip()}")
     assert found == []
+
+
+def test_cli_lists_the_gate_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    from qc.cli import main
+
+    assert main(["gates"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(GATES)
+    assert "needs accuracy (detection)" in lines[GATES.index("map_drop")]
