@@ -42,7 +42,11 @@ class Target(Protocol):
         ...
 
     def runner(self) -> Runner:
-        """The runner of the target (quantize / open / connect once; cached on disk and in the object)."""
+        """The runner of the target (quantize / open / connect once; cached on disk and in the object).
+
+        How it runs a batch is the runner's: a :class:`qc.runners.base.BatchRunner` (``batch_size``, ``run_batch``,
+        ``run_all_batch``) when it is cheaper per image in batches (a device tool call per batch), else image by image.
+        """
         ...
 
     def session(self) -> contextlib.AbstractContextManager[None]:

@@ -130,3 +130,18 @@ def test_cli_lists_the_gate_registry(capsys: pytest.CaptureFixture[str]) -> None
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == list(GATES)
     assert "needs accuracy (detection)" in lines[GATES.index("map_drop")]
+
+
+def test_implementations_satisfy_the_protocols_statically() -> None:
+    """mypy checks these assignments: each implementation class is a ``type[Target]`` / ``type[Task]``."""
+    from qc.targets.base import Target
+    from qc.targets.onnx import Onnx
+    from qc.targets.ort_int8 import OrtInt8
+    from qc.targets.snpe import Snpe
+    from qc.tasks.base import Task
+    from qc.tasks.detection import DetectionTask
+
+    targets: list[type[Target]] = [OrtInt8, Onnx, Snpe]
+    tasks: list[type[Task]] = [DetectionTask]
+    assert [t.kind for t in targets] == ["ort-int8", "onnx", "snpe"]
+    assert [t.kind for t in tasks] == ["detection"]
