@@ -209,9 +209,6 @@ class TaskSpec(Strict):
         return list(self.class_names)
 
 
-DetectionTaskSpec = TaskSpec
-
-
 def _task_kind(value: Any) -> str | None:
     """The task's ``kind``; an entry without one is a detection task (models.yaml files written before tasks)."""
     if isinstance(value, dict):
