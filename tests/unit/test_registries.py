@@ -145,3 +145,35 @@ def test_implementations_satisfy_the_protocols_statically() -> None:
     tasks: list[type[Task]] = [DetectionTask]
     assert [t.kind for t in targets] == ["ort-int8", "onnx", "snpe"]
     assert [t.kind for t in tasks] == ["detection"]
+
+
+def test_task_section_is_tagged_on_kind_with_detection_as_default(tmp_path: Path) -> None:
+    from qc.config import load_models
+
+    (tmp_path / "names.txt").write_text("a\n")
+    entry = (
+        "models:\n  - name: m\n    reference: r.onnx\n    target: {kind: onnx, model: r.onnx}\n"
+        "    eval_data: {folder: .}\n    task: {%s decoder: yolov8, class_names: names.txt}\n"
+    )
+    (tmp_path / "models.yaml").write_text(entry % "")
+    (tmp_path / "r.onnx").write_bytes(b"")
+    (spec,) = load_models(tmp_path / "models.yaml")
+    assert spec.task is not None
+    assert spec.task.kind == "detection"
+    assert spec.applies("map_drop")
+    (tmp_path / "models.yaml").write_text(entry % "kind: pose,")
+    with pytest.raises(ConfigError) as err:
+        load_models(tmp_path / "models.yaml")
+    assert "models[0].task: unknown task kind 'pose'; expected one of 'detection'" in str(err.value)
+
+
+def test_a_task_gate_listed_for_an_entry_without_that_task_is_an_error(tmp_path: Path) -> None:
+    from qc.config import load_models
+
+    (tmp_path / "r.onnx").write_bytes(b"")
+    (tmp_path / "models.yaml").write_text(
+        "models:\n  - name: m\n    reference: r.onnx\n    target: {kind: onnx, model: r.onnx}\n"
+        "    eval_data: {folder: .}\n    gates: [output_cosine, map_drop]\n"
+    )
+    with pytest.raises(ConfigError, match=r"gates \['map_drop'\] need a task of kind \['detection'\]"):
+        load_models(tmp_path / "models.yaml")
