@@ -1,7 +1,9 @@
-"""Makes a plain checkout work: loads qc's fixtures, and the plugin itself when qc is not pip-installed."""
+"""Makes a plain checkout work: registers the qc plugin when it is not installed (no ``pytest11`` entry point).
 
-from importlib.metadata import entry_points
+Everything else (fixtures, gate tests) ships with the plugin; ``benchmarks/`` and ``fixtures/`` re-export it.
+Entry-point plugins are imported before this file is read, so the plugin is already loaded when qc is installed.
+"""
 
-pytest_plugins = ["fixtures.models", "fixtures.diagnose"]
-if not any(ep.name == "qc" for ep in entry_points(group="pytest11")):
-    pytest_plugins.insert(0, "qc.pytest_plugin")
+import sys
+
+pytest_plugins = [] if "qc.pytest_plugin" in sys.modules else ["qc.pytest_plugin"]

@@ -1,29 +1,9 @@
-"""Similarity gates: per-layer cosine, per-output and per-slice cosine and SQNR, against models.yaml thresholds."""
+"""Similarity gates: per-layer cosine, per-output and per-slice cosine and SQNR, against models.yaml thresholds.
 
-from __future__ import annotations
+The tests ship with the qc plugin (``qc/pytest_plugin/suite/test_similarity.py``) so that any repository runs them with
+``pytest --qc-models models.yaml``; importing them here makes ``pytest benchmarks`` collect them from this folder.
+"""
 
-from collections.abc import Callable
+from qc.pytest_plugin.suite.test_similarity import test_layer_cosine, test_output_cosine, test_output_sqnr
 
-import pytest
-
-from qc import gates
-from qc.compare.layerwise import Comparison
-from qc.config import ModelSpec
-from qc.gates import GateResult
-
-Check = Callable[[GateResult], None]
-
-
-@pytest.mark.qc_gate("layer_cosine")
-def test_layer_cosine(qc_model: ModelSpec, comparison: Comparison, check_gate: Check) -> None:
-    check_gate(gates.layer_cosine(comparison, qc_model.thresholds))
-
-
-@pytest.mark.qc_gate("output_cosine")
-def test_output_cosine(qc_model: ModelSpec, comparison: Comparison, check_gate: Check) -> None:
-    check_gate(gates.output_cosine(comparison, qc_model.thresholds))
-
-
-@pytest.mark.qc_gate("output_sqnr")
-def test_output_sqnr(qc_model: ModelSpec, comparison: Comparison, check_gate: Check) -> None:
-    check_gate(gates.output_sqnr(comparison, qc_model.thresholds))
+__all__ = ["test_layer_cosine", "test_output_cosine", "test_output_sqnr"]

@@ -36,6 +36,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_gates(args: argparse.Namespace) -> int:
+    from qc.gates import GATE_SPECS
+
+    for gate in GATE_SPECS:
+        needs = f"{gate.needs} ({gate.task})" if gate.task else gate.needs
+        print(f"{gate.name:14} needs {needs:22} {gate.doc}")
+    return 0
+
+
 def _stages(args: argparse.Namespace) -> ModelStages:
     from qc.pipeline import open_stages
 
@@ -52,7 +61,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         result = stages.comparison()
     finally:
         stages.close()
-    files = write_comparison(result, ctx.report_dir / spec.name)
+    files = write_comparison(result, ctx.report_dir / spec.name, spec.thresholds)
     print(f"{'#':>3}  {'tensor':40} {'op_type':12} {'cosine':>8} {'sqnr_db':>8}")
     for layer in result.layers:
         m = layer.metrics
@@ -63,8 +72,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         m = out.metrics
         print(f"output {out.output:36} cosine {fmt(m.cosine_mean):>8}  sqnr_db {fmt(m.sqnr_db_mean):>8}")
     failed = 0
-    for gate in (gates.layer_cosine, gates.output_cosine, gates.output_sqnr):
-        verdict = gate(result, spec.thresholds)
+    evidence = gates.Evidence(spec, comparison=result)
+    for name in gates.gates_needing("comparison"):
+        verdict = gates.check(name, evidence)
         failed += not verdict.passed
         print(f"{'PASS' if verdict.passed else 'FAIL'} {verdict.gate}: {verdict.message}")
     print("written: " + ", ".join(str(f) for f in files))
@@ -73,38 +83,24 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from qc import gates
-    from qc.report.accuracy import write_accuracy
 
     stages = _stages(args)
     spec, ctx = stages.spec, stages.ctx
+    task = stages.task()
     try:
-        result, ref, tgt = stages.accuracy()
+        outcome = stages.accuracy()
     finally:
         stages.close()
-    assert spec.task is not None
-    write_accuracy(
-        result,
-        ref,
-        tgt,
-        stages.eval_images(),
-        spec.task.names(),
-        ctx.report_dir / spec.name,
-        pictures=spec.task.pictures,
-        model=spec.name,
-    )
-    print(f"{spec.name}: {result.images} images")
-    print(f"{'':12}{'AP':>8}{'AP50':>8}{'AP75':>8}{'AR100':>8}{'dets':>7}")
-    for side, sc in (("reference", result.reference), ("target", result.target)):
-        if sc is not None:
-            print(f"{side:12}{sc.ap:8.4f}{sc.ap50:8.4f}{sc.ap75:8.4f}{sc.ar100:8.4f}{sc.num_detections:7d}")
-    if result.labelled:
-        print(f"{'drop':12}{result.drop('ap'):8.4f}{result.drop('ap50'):8.4f}")
-    print(f"agreement AP {result.agreement.ap:.4f} (AP50 {result.agreement.ap50:.4f})")
+    task.write_report(outcome, stages.eval_images(), ctx.report_dir / spec.name)
+    for line in task.describe(outcome):
+        print(line)
+    labelled = stages.eval_images().coco is not None
     failed = 0
-    verdicts = [gates.agreement_ap(spec.name, result, spec.thresholds)]
-    if result.labelled:
-        verdicts[:0] = [gates.map_drop(spec.name, result, spec.thresholds, key=k) for k in ("ap", "ap50")]
-    for verdict in verdicts:
+    evidence = gates.Evidence(spec, accuracy=outcome)
+    for name in task.gates:
+        if gates.gate_info(name).labels and not labelled:
+            continue  # the evaluation data has no labels: only the agreement-style gates can be decided
+        verdict = gates.check(name, evidence)
         failed += not verdict.passed
         print(f"{'PASS' if verdict.passed else 'FAIL'} {verdict.gate}: {verdict.message}")
     return 1 if failed else 0
@@ -186,13 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a models.yaml and list its entries")
     p.add_argument("models", nargs="?", default="models.yaml")
     p.set_defaults(func=_cmd_validate)
+    p = sub.add_parser("gates", help="the gate registry: every gate, what it needs, and what it checks")
+    p.set_defaults(func=_cmd_gates)
     p = sub.add_parser("compare", help="per-layer and per-output comparison of one model, with its gates")
     p.add_argument("model")
     p.add_argument("--models", default="models.yaml")
     p.add_argument("--images", type=positive_int, default=None, help="use at most N evaluation images (N >= 1)")
     p.add_argument("--report-dir", default="reports")
     p.set_defaults(func=_cmd_compare)
-    p = sub.add_parser("eval", help="detection accuracy of one model: COCO AP of both sides, drop, agreement AP")
+    p = sub.add_parser("eval", help="task accuracy of one model (detection: COCO AP of both sides, drop, agreement AP)")
     p.add_argument("model")
     p.add_argument("--models", default="models.yaml")
     p.add_argument("--images", type=positive_int, default=None, help="use at most N evaluation images (N >= 1)")

@@ -11,25 +11,18 @@ import fnmatch
 import os
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from qc.errors import ConfigError
+from qc.gates import GATE_NAMES, gate_info
 from qc.yamlpos import dotted, load_yaml_with_positions
 
-GATES = (
-    "layer_cosine",
-    "output_cosine",
-    "output_sqnr",
-    "map_drop",
-    "map50_drop",
-    "agreement_ap",
-    "fps",
-    "lint",
-    "baseline",
-)
+GATES = GATE_NAMES
+"""Every gate name, in report order (from the gate registry, :mod:`qc.gates`)."""
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SQNR_DB_MIN, SQNR_DB_MAX = -50.0, 200.0  # float32 rounding alone gives ~150 dB; below -50 dB nothing is compared
 
@@ -224,7 +217,7 @@ class OutputSpec(Strict):
 
 
 class TaskSpec(Strict):
-    """Detection post-processing for the accuracy gates (COCO mAP, agreement AP)."""
+    """Detection post-processing for the accuracy gates (COCO mAP, agreement AP): the ``detection`` task."""
 
     kind: Literal["detection"] = "detection"
     decoder: str = Field(description="yolo-decoded | yolov6r2 | yolov8 | package.module:function")
@@ -241,6 +234,19 @@ class TaskSpec(Strict):
         if isinstance(self.class_names, Path):
             return [n.strip() for n in self.class_names.read_text(encoding="utf-8").splitlines() if n.strip()]
         return list(self.class_names)
+
+
+def _task_kind(value: Any) -> str | None:
+    """The task's ``kind``; an entry without one is a detection task (models.yaml files written before tasks)."""
+    if isinstance(value, dict):
+        kind = value.get("kind", "detection")
+        return kind if isinstance(kind, str) else None
+    return getattr(value, "kind", None)
+
+
+TaskConfig = Annotated[Annotated[TaskSpec, Tag("detection")], Discriminator(_task_kind)]
+"""The ``task`` section: a tagged union on ``kind`` (default ``detection``); a task kind adds its spec here and its
+implementation to :mod:`qc.tasks`."""
 
 
 class SpeedSettings(Strict):
@@ -294,9 +300,20 @@ class DiagnoseSettings(Strict):
 
 
 class ThresholdValues(Strict):
+    """A per-tensor override: only the fields given replace the defaults."""
+
     layer_cosine: float | None = Field(default=None, ge=-1, le=1)
     output_cosine: float | None = Field(default=None, ge=-1, le=1)
     output_sqnr_db: float | None = Field(default=None, ge=SQNR_DB_MIN, le=SQNR_DB_MAX)
+
+
+@dataclass(frozen=True)
+class TensorThresholds:
+    """The tolerances that apply to one tensor, every one resolved (defaults and the first matching override)."""
+
+    layer_cosine: float
+    output_cosine: float
+    output_sqnr_db: float
 
 
 class Thresholds(Strict):
@@ -316,8 +333,8 @@ class Thresholds(Strict):
     baseline: BaselineTolerances = BaselineTolerances()
     overrides: dict[str, ThresholdValues] = Field(default_factory=dict)
 
-    def for_tensor(self, name: str) -> ThresholdValues:
-        """Resolve the thresholds that apply to ``name``."""
+    def for_tensor(self, name: str) -> TensorThresholds:
+        """The thresholds that apply to ``name``: the one place tolerances are resolved (an override of 0.0 is 0.0)."""
         resolved = {
             "layer_cosine": self.layer_cosine,
             "output_cosine": self.output_cosine,
@@ -326,18 +343,18 @@ class Thresholds(Strict):
         for pattern, values in self.overrides.items():
             if pattern == name or fnmatch.fnmatchcase(name, pattern):
                 for key, value in values.model_dump(exclude_none=True).items():
-                    resolved[key] = value
+                    resolved[key] = float(value)
                 break
-        return ThresholdValues(**resolved)
+        return TensorThresholds(**resolved)
 
 
 Expectation = Literal["pass", "fail"]
 
 
 def _check_gate_names(names: Iterable[str]) -> None:
-    unknown = sorted(set(names) - set(GATES))
+    unknown = sorted(set(names) - set(GATE_NAMES))
     if unknown:
-        raise ValueError(f"unknown gate(s) {unknown}; gates are {list(GATES)}")
+        raise ValueError(f"unknown gate(s) {unknown}; gates are {list(GATE_NAMES)}")
 
 
 class ModelSpec(Strict):
@@ -348,7 +365,7 @@ class ModelSpec(Strict):
     eval_data: ImageData
     calibration: ImageData | None = None
     outputs: dict[str, OutputSpec] = Field(default_factory=dict)
-    task: TaskSpec | None = None
+    task: TaskConfig | None = None
     speed: SpeedSettings = SpeedSettings()
     lint: LintSettings = LintSettings()
     diagnose: DiagnoseSettings = DiagnoseSettings()
@@ -384,16 +401,24 @@ class ModelSpec(Strict):
     def _calibration_needed(self) -> ModelSpec:
         if isinstance(self.target, OrtInt8Target) and self.calibration is None:
             raise ValueError("target kind 'ort-int8' needs a 'calibration' image set")
-        accuracy = {"map_drop", "map50_drop", "agreement_ap"}
-        if self.task is None and self.gates is not None and accuracy & set(self.gates):
-            raise ValueError(f"gates {sorted(accuracy & set(self.gates))} need a 'task' section (the decoder)")
+        if self.gates is not None:
+            kind = self.task.kind if self.task is not None else None
+            foreign = [g for g in self.gates if gate_info(g).task not in (None, kind)]
+            if foreign:
+                owners = sorted({str(gate_info(g).task) for g in foreign})
+                have = f"a {kind!r} task" if kind else "no 'task' section"
+                raise ValueError(f"gates {foreign} need a task of kind {owners} (this entry has {have})")
         return self
 
     def applies(self, gate: str) -> bool:
-        """Whether ``gate`` runs for this model: listed in ``gates`` (default all) and computable at all."""
+        """Whether ``gate`` runs for this model: listed in ``gates`` (default all) and computable at all.
+
+        A task's gates (``needs: accuracy``) apply only to an entry whose ``task`` is of that kind.
+        """
         if self.gates is not None and gate not in self.gates:
             return False
-        return not (gate in ("map_drop", "map50_drop", "agreement_ap") and self.task is None)
+        owner = gate_info(gate).task
+        return owner is None or (self.task is not None and self.task.kind == owner)
 
     def expected(self, gate: str) -> Expectation:
         if isinstance(self.expect, str):
@@ -593,9 +618,11 @@ def load_project(path: Path, *, check_files: bool = True, check_models: bool = F
             elif err["type"] == "extra_forbidden":
                 msg = f"unknown field (allowed: {_allowed(loc)})"
             elif err["type"] == "union_tag_invalid":
-                msg = f"unknown target kind {err['input'].get('kind')!r}; expected one of 'ort-int8', 'onnx', 'snpe'"
+                what = "task" if _strip_tags(loc)[-1:] == ("task",) else "target"
+                expected = err.get("ctx", {}).get("expected_tags", "")
+                msg = f"unknown {what} kind {err['input'].get('kind')!r}; expected one of {expected}"
             elif err["type"] == "union_tag_not_found":
-                msg = "missing 'kind'; expected one of 'ort-int8', 'onnx', 'snpe'"
+                msg = f"missing 'kind'; expected one of {err.get('ctx', {}).get('expected_tags', '')}"
             elif err["type"] == "value_error":
                 msg = msg.removeprefix("Value error, ")
             elif "input" in err and err["type"] not in ("model_type", "dict_type"):
@@ -615,7 +642,12 @@ def load_project(path: Path, *, check_files: bool = True, check_models: bool = F
     return project
 
 
-_TAGS: dict[str, type[BaseModel]] = {"ort-int8": OrtInt8Target, "onnx": OnnxTarget, "snpe": SnpeTarget}
+_TAGS: dict[str, type[BaseModel]] = {
+    "ort-int8": OrtInt8Target,
+    "onnx": OnnxTarget,
+    "snpe": SnpeTarget,
+    "detection": TaskSpec,
+}
 
 
 def _strip_tags(loc: tuple[Any, ...]) -> tuple[str | int, ...]:

@@ -1,18 +1,33 @@
-"""Gate verdicts as plain data: the pytest tests only assert them. A metric that cannot be computed fails."""
+"""Gate verdicts as plain data, and the gate registry: the one vocabulary of gate names.
+
+Every gate has a name, what it needs (``comparison``, ``accuracy`` of a task, ``speed``, ``lint`` or ``baseline``)
+and one check signature, ``check(evidence) -> GateResult``. The config validation (gate names in ``expect`` and
+``gates``), the pytest plugin (which gate tests run for which model), the CLI, the diagnosis and the dashboard read
+this registry. The pytest tests only assert the verdicts. A metric that cannot be computed fails.
+
+This module imports nothing heavy at run time (it is read while models.yaml is validated).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
-from qc.compare.layerwise import Comparison
-from qc.compare.metrics import MetricSummary
-from qc.config import BaselineTolerances, LintSettings, Thresholds
-from qc.eval.accuracy import AccuracyResult
-from qc.graph.lint import Finding
-from qc.report.history import RunInfo
-from qc.speed import LatencyStats
+from qc.errors import ConfigError
+from qc.tasks import TASKS
+
+if TYPE_CHECKING:
+    from qc.compare.layerwise import Comparison
+    from qc.compare.metrics import MetricSummary
+    from qc.config import BaselineTolerances, LintSettings, ModelSpec, Thresholds
+    from qc.eval.accuracy import AccuracyResult
+    from qc.graph.lint import Finding
+    from qc.report.history import RunInfo
+    from qc.speed import LatencyStats
+
+Need = Literal["comparison", "accuracy", "speed", "lint", "baseline"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +80,7 @@ def layer_cosine(result: Comparison, thresholds: Thresholds) -> GateResult:
         v = _below(
             f"{row.tensor} ({row.op_type}, #{row.index})",
             m.cosine_mean,
-            thresholds.for_tensor(row.tensor).layer_cosine or 0.0,
+            thresholds.for_tensor(row.tensor).layer_cosine,
             m.undefined,
             "cosine",
         )
@@ -110,9 +125,9 @@ def _output_gate(result: Comparison, thresholds: Thresholds, gate: str) -> GateR
         m: MetricSummary = row.metrics
         t = thresholds.for_tensor(row.output)
         if gate == "output_cosine":
-            value, threshold, unit = m.cosine_mean, t.output_cosine or 0.0, "cosine"
+            value, threshold, unit = m.cosine_mean, t.output_cosine, "cosine"
         else:
-            value, threshold, unit = m.sqnr_db_mean, t.output_sqnr_db or 0.0, "SQNR dB"
+            value, threshold, unit = m.sqnr_db_mean, t.output_sqnr_db, "SQNR dB"
         metrics[f"{row.output}.{'cosine' if gate == 'output_cosine' else 'sqnr_db'}"] = value
         v = _below(row.output, value, threshold, m.undefined, unit)
         if v is not None:
@@ -264,3 +279,161 @@ def baseline(
         )
     compared = ", ".join(f"{k} {current[k]:.4f} (baseline {values[k]:.4f})" for k in tolerances.table() if k in values)
     return GateResult("baseline", True, f"{model}: no regression against run {run.run_id}: {compared}", metrics)
+
+
+# -- the registry ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpeedEvidence:
+    """What the ``fps`` gate reads: the target's timing and, when measured, the reference's."""
+
+    target: LatencyStats
+    reference: LatencyStats | None
+
+
+@dataclass(frozen=True)
+class BaselineEvidence:
+    """What the ``baseline`` gate reads: this run's headline metrics and the baseline run found in the history."""
+
+    current: dict[str, float]
+    found: tuple[RunInfo, dict[str, float]] | None
+    which: str
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The stage results of one model that gates read; each gate reads the one its ``needs`` names.
+
+    ``accuracy`` is the outcome of the entry's task (:meth:`qc.tasks.base.Task.evaluate`; detection:
+    :class:`qc.eval.accuracy.AccuracyResult`).
+    """
+
+    spec: ModelSpec
+    comparison: Comparison | None = None
+    accuracy: Any = None
+    speed: SpeedEvidence | None = None
+    lint: Sequence[Finding] | None = None
+    baseline: BaselineEvidence | None = None
+
+
+Check = Callable[[Evidence], GateResult]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One gate: its name, what it needs, the task that contributes it (accuracy gates) and its check."""
+
+    name: str
+    needs: Need
+    doc: str
+    task: str | None = None
+    """For ``needs == "accuracy"``: the task kind whose :meth:`~qc.tasks.base.Task.check` decides it."""
+    advice: bool = False
+    """Whether the diagnosis may aim its mixed-precision advice at this gate."""
+    labels: bool = False
+    """Whether it needs labelled evaluation data (an AP against ground truth)."""
+
+    def check(self, evidence: Evidence) -> GateResult:
+        """The verdict from ``evidence``; missing evidence is a failed verdict naming what is missing."""
+        have = getattr(evidence, self.needs)
+        if have is None:
+            return GateResult(self.name, False, f"{evidence.spec.name}: gate {self.name!r} needs {self.needs} results.")
+        if self.task is not None:
+            from qc.tasks import task_of
+
+            return task_of(evidence.spec).check(self.name, have)
+        return _CHECKS[self.name](evidence)
+
+
+def _comparison(ev: Evidence) -> Comparison:
+    assert ev.comparison is not None
+    return ev.comparison
+
+
+def _speed(ev: Evidence) -> GateResult:
+    assert ev.speed is not None
+    return fps(ev.spec.name, ev.speed.target, ev.speed.reference, ev.spec.thresholds)
+
+
+def _lint(ev: Evidence) -> GateResult:
+    assert ev.lint is not None
+    return lint(ev.spec.name, ev.lint, ev.spec.lint)
+
+
+def _baseline(ev: Evidence) -> GateResult:
+    b = ev.baseline
+    assert b is not None
+    return baseline(ev.spec.name, b.current, b.found, ev.spec.thresholds.baseline, b.which)
+
+
+_CHECKS: dict[str, Check] = {
+    "layer_cosine": lambda ev: layer_cosine(_comparison(ev), ev.spec.thresholds),
+    "output_cosine": lambda ev: output_cosine(_comparison(ev), ev.spec.thresholds),
+    "output_sqnr": lambda ev: output_sqnr(_comparison(ev), ev.spec.thresholds),
+    "fps": _speed,
+    "lint": _lint,
+    "baseline": _baseline,
+}
+
+_TASK_GATES: dict[str, tuple[tuple[str, str, bool], ...]] = {
+    "detection": (
+        ("map_drop", "COCO AP@[.5:.95] of the reference minus the target's, at most thresholds.max_map_drop.", True),
+        ("map50_drop", "COCO AP50 of the reference minus the target's, at most thresholds.max_map50_drop.", True),
+        (
+            "agreement_ap",
+            "The target's AP against the reference's confident detections, at least min_agreement_ap.",
+            False,
+        ),
+    ),
+}
+"""The gates each task kind contributes (name, doc, needs labels), decided by that task's ``check``."""
+
+GATE_SPECS: tuple[Gate, ...] = (
+    Gate("layer_cosine", "comparison", "Every matched layer's mean cosine at least its threshold."),
+    Gate(
+        "output_cosine", "comparison", "Each output and declared slice: mean cosine at least its threshold.", None, True
+    ),
+    Gate(
+        "output_sqnr",
+        "comparison",
+        "Each output and declared slice: mean SQNR (dB) at least its threshold.",
+        None,
+        True,
+    ),
+    *(
+        Gate(name, "accuracy", doc, task=kind, advice=True, labels=labels)
+        for kind in TASKS
+        for name, doc, labels in _TASK_GATES.get(kind, ())
+    ),
+    Gate("fps", "speed", "Target throughput at least min_fps (and min_fps_ratio times the reference's)."),
+    Gate("lint", "lint", "No lint finding above lint.max_severity except allowed rules."),
+    Gate("baseline", "baseline", "No headline metric worse than in the --qc-baseline run beyond its tolerance."),
+)
+"""The gate registry, in report order."""
+
+GATE_NAMES: tuple[str, ...] = tuple(g.name for g in GATE_SPECS)
+_BY_NAME = {g.name: g for g in GATE_SPECS}
+
+
+def gate_info(name: str) -> Gate:
+    """The registry entry of a gate (a ConfigError naming the known gates when there is none)."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ConfigError(f"unknown gate {name!r}; gates are {list(GATE_NAMES)}") from None
+
+
+def gates_needing(need: Need, *, task: str | None = None) -> tuple[str, ...]:
+    """Names of the gates that need ``need`` (and, with ``task``, that this task kind contributes)."""
+    return tuple(g.name for g in GATE_SPECS if g.needs == need and (task is None or g.task == task))
+
+
+def advice_gates() -> tuple[str, ...]:
+    """The gates the diagnosis may aim its advice at (output similarity and every task's accuracy gates)."""
+    return tuple(g.name for g in GATE_SPECS if g.advice)
+
+
+def check(name: str, evidence: Evidence) -> GateResult:
+    """The verdict of gate ``name`` on ``evidence``."""
+    return gate_info(name).check(evidence)

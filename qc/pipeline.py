@@ -1,4 +1,7 @@
-"""The stages, in the one direction data flows: spec -> inputs -> reference + target runs -> comparison.
+"""The stages, in the one direction data flows: spec -> inputs -> reference + target runs -> comparison / task.
+
+The target kind (:mod:`qc.targets`) and the task kind (:mod:`qc.tasks`) come from registries: nothing here knows
+which kinds exist.
 
 Each stage caches its result under a key hashed from what it depends on (model bytes, images, settings, qc
 and onnxruntime versions), so a warm second run does no quantization and no inference.
@@ -10,21 +13,22 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from qc.cache import StageCache, stable_hash
 from qc.compare.layerwise import Comparison, compare_stream
-from qc.compare.matching import match_qdq
-from qc.config import DeviceSpec, ModelSpec, OnnxTarget, OrtInt8Target, SnpeTarget, default_cache_dir
+from qc.config import DeviceSpec, ModelSpec
 from qc.data.images import ImageSet, file_sha256, iter_images, load_image_set
 from qc.data.preprocess import Transform, preprocess
 from qc.errors import ConfigError, ModelError
-from qc.eval.accuracy import AccuracyResult, DetectionSet, collect, score
-from qc.runners.base import GraphTensors
+from qc.runners.base import GraphTensors, Runner
 from qc.runners.ort import OrtRunner
-from qc.runners.quantize import quantize_int8
-from qc.snpe.runner import SnpeRunner, maybe_session
+
+if TYPE_CHECKING:
+    from qc.targets.base import Target
+    from qc.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,8 @@ class Context:
     """The top-level ``devices`` list of models.yaml (``load_project``): the pools of ``kind: snpe`` targets."""
     device_lock_dir: Path | None = None
     """Where device lease lock files live (default ``<cache dir>/devices``: shared by every run on this machine)."""
+    run_id: str | None = None
+    """The run's id (device run folders are named after it); the pytest plugin passes its own."""
 
 
 def input_layout(spec: ModelSpec, graph: GraphTensors) -> tuple[str, tuple[int, int]]:
@@ -102,7 +108,7 @@ class ModelStages:
         self.spec = spec
         self.ctx = ctx
         self.reference = OrtRunner(f"{spec.name} (reference)", spec.reference)
-        self._target: OrtRunner | SnpeRunner | None = None
+        self._target: Target | None = None
         self._eval: ImageSet | None = None
 
     # -- inputs ---------------------------------------------------------------------------------------------
@@ -121,63 +127,20 @@ class ModelStages:
         raise ModelError(f"{self.spec.name}: the evaluation set has no images to time the model with.")
 
     # -- target ---------------------------------------------------------------------------------------------
-    def target_key(self) -> str:
-        spec = self.spec
-        target = spec.target
-        if isinstance(target, OnnxTarget):
-            return stable_hash("onnx", file_sha256(target.model))
-        if isinstance(target, SnpeTarget):  # the DLC decides the results; batch size or devices do not
-            return stable_hash("snpe", file_sha256(target.dlc), target.runtime, target.native_io)
-        assert spec.calibration is not None
-        calib = load_image_set(spec.calibration)
-        return stable_hash(
-            "ort-int8",
-            file_sha256(spec.reference),
-            target.model_dump(mode="json"),
-            spec.preprocess.model_dump(mode="json"),
-            calib.fingerprint(),
-            ort_version(),
-        )
+    def target_impl(self) -> Target:
+        """The :class:`qc.targets.base.Target` of the entry's target kind (from the registry)."""
+        if self._target is None:
+            from qc.targets import target_for
 
-    def target(self) -> OrtRunner | SnpeRunner:
-        if self._target is not None:
-            return self._target
-        target = self.spec.target
-        if isinstance(target, OnnxTarget):
-            self._target = OrtRunner(f"{self.spec.name} (target)", target.model)
-            return self._target
-        if isinstance(target, SnpeTarget):  # a DLC: nothing to quantize
-            if not self.ctx.devices:
-                raise ConfigError(
-                    f"{self.spec.name}: target kind 'snpe' needs the 'devices' list of models.yaml "
-                    "(load it with qc.config.load_project)."
-                )
-            self._target = SnpeRunner(
-                f"{self.spec.name} (target)",
-                target,
-                self.ctx.devices,
-                reference=self.reference.graph,
-                input_layout=self.spec.preprocess.layout,
-                lock_dir=self.ctx.device_lock_dir or default_cache_dir() / "devices",
-                cache_dir=self.ctx.cache.root / "snpe",
-            )
-            return self._target
-        assert isinstance(target, OrtInt8Target)
-        key = self.target_key()
-        with self.ctx.cache.locked("quantized", key) as folder:
-            path = folder / "model.int8.onnx"
-            if not self.ctx.cache.fresh(path):
-                assert self.spec.calibration is not None
-                name, size = self.io()
-                calib = load_image_set(self.spec.calibration)
-                feeds = (f for _, f, _ in iter_feeds(self.spec, calib, name, size))
-                used = quantize_int8(self.spec.reference, target, feeds, path, self.spec.name)
-                log.info("%s: quantized with %d calibration images", self.spec.name, used)
-                self.ctx.cache.misses.append(f"quantized/{key}")
-            else:
-                self.ctx.cache.hits.append(f"quantized/{key}")
-        self._target = OrtRunner(f"{self.spec.name} (target)", path)
+            self._target = target_for(self)
         return self._target
+
+    def target_key(self) -> str:
+        return self.target_impl().key()
+
+    def target(self) -> Runner:
+        """The target's runner (quantized, opened or connected once)."""
+        return self.target_impl().runner()
 
     # -- comparison -----------------------------------------------------------------------------------------
     def comparison_key(self) -> str:
@@ -197,55 +160,41 @@ class ModelStages:
         with self.ctx.cache.locked("comparison", key) as folder:
             cached = self.ctx.cache.load_json("comparison", key)
             if cached is not None:
-                self._copy_tensor_map(folder)
+                self._copy_artifacts(folder)
                 return Comparison.from_json(cached)
-            target = self.target()
+            target = self.target_impl()
+            runner = target.runner()
             name, size = self.io()
             feeds = ((image_id, feed) for image_id, feed, _ in iter_feeds(self.spec, self.eval_images(), name, size))
-            if isinstance(target, SnpeRunner):
-                snpe_matches = target.tensor_map()
-                self._write_tensor_map(target, folder)
-                with target.session():
-                    result = compare_stream(
-                        self.spec.name, self.reference, target, list(snpe_matches), feeds, self.spec.outputs
-                    )
-                result.notes.append(
-                    f"target DLC: {target.model_path()}; intermediates from snpe-net-run --debug (float32), final "
-                    "outputs from the native output files, dequantized; DLC tensors matched by name and layout "
-                    "(tensor_map.csv), returned in the ONNX layout."
-                )
-            else:
-                matches = match_qdq(self.reference.graph(), target.graph())
-                result = compare_stream(self.spec.name, self.reference, target, matches, feeds, self.spec.outputs)
-                result.notes.append(
-                    f"target model: {target.model_path()}; intermediates are the values consumers read "
-                    "(DequantizeLinear outputs); final outputs come from the model as onnxruntime runs it."
-                )
+            matches = target.matches(folder)
+            self._copy_artifacts(folder)
+            with target.session():
+                result = compare_stream(self.spec.name, self.reference, runner, matches, feeds, self.spec.outputs)
+            result.notes.append(target.comparison_note())
             self.ctx.cache.save_json("comparison", key, result.to_json())
             return result
 
-    def _write_tensor_map(self, target: SnpeRunner, folder: Path) -> None:
-        """``tensor_map.csv`` (reference tensor, DLC tensor, how, permutation) into the cache entry and the report."""
+    def _copy_artifacts(self, folder: Path) -> None:
+        """Files a target wrote beside its cached comparison (``tensor_map.csv``) go into the model's report."""
         from qc.cache import atomic_write_text
-        from qc.compare.matching import TENSOR_MAP_COLUMNS
-        from qc.report.tables import to_csv
 
-        atomic_write_text(folder / "tensor_map.csv", to_csv(TENSOR_MAP_COLUMNS, target.tensor_map_rows()))
-        self._copy_tensor_map(folder)
-
-    def _copy_tensor_map(self, folder: Path) -> None:
-        source = folder / "tensor_map.csv"
-        if source.is_file():
-            from qc.cache import atomic_write_text
-
-            report = self.ctx.report_dir / self.spec.name
-            report.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(report / "tensor_map.csv", source.read_text(encoding="utf-8"))
+        for name in TARGET_ARTIFACTS:
+            source = folder / name
+            if source.is_file():
+                report = self.ctx.report_dir / self.spec.name
+                report.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(report / name, source.read_text(encoding="utf-8"))
 
     # -- accuracy -------------------------------------------------------------------------------------------
+    def task(self) -> Task:
+        """The entry's :class:`qc.tasks.base.Task` (a ConfigError when the entry has no ``task`` section)."""
+        from qc.tasks import task_of
+
+        return task_of(self.spec)
+
     def accuracy_key(self) -> str:
         spec = self.spec
-        task = spec.task.model_dump(mode="json") if spec.task else None
+        task = self.task().key() if spec.task else None
         return stable_hash(
             "accuracy",
             file_sha256(spec.reference),
@@ -256,37 +205,34 @@ class ModelStages:
             ort_version(),
         )
 
-    def accuracy(self) -> tuple[AccuracyResult, DetectionSet, DetectionSet]:
-        """Detections of both sides on the evaluation images, their COCO scores and their agreement."""
-        task = self.spec.task
-        if task is None:
-            raise ConfigError(f"{self.spec.name}: the accuracy gates need a 'task' section (decoder, class_names).")
+    def accuracy(self) -> Any:
+        """The task's outcome on the evaluation images, both sides (detection: ``result, reference, target``)."""
+        task = self.task()
         key = self.accuracy_key()
         with self.ctx.cache.locked("accuracy", key) as folder:
             cached = self.ctx.cache.load_json("accuracy", key)
-            if cached is not None and (folder / "reference.npz").is_file() and (folder / "target.npz").is_file():
-                return (
-                    AccuracyResult.from_json(cached),
-                    DetectionSet.load(folder / "reference.npz"),
-                    DetectionSet.load(folder / "target.npz"),
-                )
-            target = self.target()
+            if cached is not None:
+                outcome = task.load(cached, folder)
+                if outcome is not None:
+                    return outcome
+            target = self.target_impl()
+            runner = target.runner()
             name, size = self.io()
             images = self.eval_images()
-            names = task.names()
-            feeds = ((i, f, t) for i, f, t in iter_feeds(self.spec, images, name, size))
-            with maybe_session(target):  # SNPE: one device lease and run folder for the whole pass
-                ref, tgt, sizes = collect(task, self.reference, target, feeds, size, len(names))
-            result = score(task, ref, tgt, sizes, images.coco, names)
-            ref.save(folder / "reference.npz")
-            tgt.save(folder / "target.npz")
-            self.ctx.cache.save_json("accuracy", key, result.to_json())
-            return result, ref, tgt
+            feeds = iter_feeds(self.spec, images, name, size)
+            with target.session():  # a device target: one lease and run folder for the whole pass
+                outcome = task.evaluate(self.reference, runner, feeds, size, images)
+            self.ctx.cache.save_json("accuracy", key, task.save(outcome, folder))
+            return outcome
 
     def close(self) -> None:
         """Release what the target holds (nothing stays leased between stages; kept for the fixtures)."""
-        if isinstance(self._target, SnpeRunner):
+        if self._target is not None:
             self._target.close()
+
+
+TARGET_ARTIFACTS = ("tensor_map.csv",)
+"""Files a target may write beside its cached comparison; each is copied into the model's report folder."""
 
 
 def open_stages(models: Path, names: list[str], report_dir: Path, image_limit: int | None) -> list[ModelStages]:

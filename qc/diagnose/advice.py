@@ -37,9 +37,10 @@ from qc.compare.layerwise import Comparison
 from qc.config import ModelSpec, assets_dir
 from qc.eval.accuracy import AccuracyResult
 
-OUTPUT_GATES = ("output_cosine", "output_sqnr")
-ACCURACY_GATES = ("map_drop", "map50_drop", "agreement_ap")
-ADVICE_GATES = (*OUTPUT_GATES, *ACCURACY_GATES)
+ADVICE_GATES = gates.advice_gates()
+"""The gates advice may aim at, from the gate registry: output similarity and every task's accuracy gates."""
+OUTPUT_GATES = tuple(g for g in ADVICE_GATES if gates.gate_info(g).needs == "comparison")
+ACCURACY_GATES = tuple(g for g in ADVICE_GATES if gates.gate_info(g).needs == "accuracy")
 
 
 def goal_gates(spec: ModelSpec, labelled: bool) -> tuple[str, ...]:
@@ -53,8 +54,8 @@ def goal_gates(spec: ModelSpec, labelled: bool) -> tuple[str, ...]:
     if explicit:
         return tuple(g for g in explicit if spec.applies(g))
     if spec.task is not None:
-        wanted = ACCURACY_GATES if labelled else ("agreement_ap",)
-        return tuple(g for g in wanted if spec.applies(g))
+        wanted = gates.gates_needing("accuracy", task=spec.task.kind)
+        return tuple(g for g in wanted if spec.applies(g) and (labelled or not gates.gate_info(g).labels))
     return tuple(g for g in OUTPUT_GATES if spec.applies(g))
 
 
@@ -131,21 +132,14 @@ def verdicts_for(
 ) -> list[GateVerdict]:
     """Gate verdicts, through qc.gates, for the gates in ``wanted`` that the given results can decide."""
     out: list[GateVerdict] = []
+    evidence = gates.Evidence(spec, comparison=outputs, accuracy=accuracy)
     for gate in wanted:
-        result = None
-        if gate == "output_cosine" and outputs is not None:
-            result = gates.output_cosine(outputs, spec.thresholds)
-        elif gate == "output_sqnr" and outputs is not None:
-            result = gates.output_sqnr(outputs, spec.thresholds)
-        elif gate == "layer_cosine" and outputs is not None and outputs.layers:
-            result = gates.layer_cosine(outputs, spec.thresholds)
-        elif gate in ("map_drop", "map50_drop") and accuracy is not None:
-            key = "ap" if gate == "map_drop" else "ap50"
-            result = gates.map_drop(spec.name, accuracy, spec.thresholds, key=key)
-        elif gate == "agreement_ap" and accuracy is not None:
-            result = gates.agreement_ap(spec.name, accuracy, spec.thresholds)
-        if result is not None:
-            out.append(GateVerdict(result.gate, result.passed, result.message))
+        info = gates.gate_info(gate)
+        # a variant's output-only comparison has no layers: layer_cosine is then undecided, not failed
+        if getattr(evidence, info.needs) is None or (gate == "layer_cosine" and not (outputs and outputs.layers)):
+            continue
+        result = info.check(evidence)
+        out.append(GateVerdict(result.gate, result.passed, result.message))
     return out
 
 

@@ -176,14 +176,13 @@ def find_origins(
         if not row.quantized or row.op_type == "Input":
             continue
         t = thresholds.for_tensor(row.tensor)
-        layer_thr = t.layer_cosine if t.layer_cosine is not None else thresholds.layer_cosine
+        layer_thr = t.layer_cosine
         m = row.metrics
         worst = row.worst_sqnr_db()
         reasons: list[str] = []
         severity: str | None = None
         for sname, sm in row.slices.items():
-            st = thresholds.for_tensor(f"{row.tensor}[{sname}]")
-            thr = st.output_cosine if st.output_cosine is not None else thresholds.output_cosine
+            thr = thresholds.for_tensor(f"{row.tensor}[{sname}]").output_cosine
             if sm.undefined is not None or sm.cosine_mean < thr:
                 severity = "collapse"
                 reasons.append(
@@ -214,7 +213,7 @@ def find_origins(
         input_sqnrs = [by_tensor[i].worst_sqnr_db() for i in graph.inputs.get(row.tensor, ()) if i in by_tensor]
         finite = [v for v in input_sqnrs if math.isfinite(v)]
         inputs_sqnr = min(finite) if finite else None
-        ceiling = t.output_sqnr_db if t.output_sqnr_db is not None else thresholds.output_sqnr_db
+        ceiling = t.output_sqnr_db
         if inputs_sqnr is not None and worst <= inputs_sqnr - WORSE_THAN_INPUTS_DB and worst < ceiling:
             severity = severity or "worse than inputs"
             reasons.append(
@@ -251,7 +250,7 @@ def find_origins(
         for name, (cos, _) in accumulated.items()
         if name in by_tensor
         and not math.isnan(cos)
-        and cos < (thresholds.for_tensor(name).layer_cosine or thresholds.layer_cosine)
+        and cos < thresholds.for_tensor(name).layer_cosine
         and name not in {o.tensor for o in found}
     ]
     if inherited:
@@ -308,8 +307,7 @@ def add_sensitive(
     for node, tensor, value, worst_output in alone:
         if tensor in named or tensor not in by_tensor or math.isnan(value):
             continue
-        t = thresholds.for_tensor(worst_output)
-        floor = t.output_sqnr_db if t.output_sqnr_db is not None else thresholds.output_sqnr_db
+        floor = thresholds.for_tensor(worst_output).output_sqnr_db
         if value >= floor:
             continue
         row = by_tensor[tensor]

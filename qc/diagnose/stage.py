@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qc.cache import stable_hash
-from qc.config import OrtInt8Target, SnpeTarget
 from qc.data.images import file_sha256
 from qc.diagnose.advice import (
     ACCURACY_GATES,
@@ -140,17 +139,15 @@ def local_and_ranges(
     import onnx
 
     spec = stages.spec
-    if isinstance(spec.target, SnpeTarget):
+    target_path = stages.target_impl().onnx_model()
+    if target_path is None:
         raise ConfigError(
-            f"{spec.name}: target kind 'snpe' runs a DLC; the local-error model is built from an ONNX QDQ model, "
-            "so diagnose the entry's 'ort-int8' (or 'onnx') counterpart instead."
+            f"{spec.name}: target kind {spec.target.kind!r} runs a compiled model; the local-error model is built "
+            "from an ONNX QDQ model, so diagnose the entry's 'ort-int8' (or 'onnx') counterpart instead."
         )
-    target = stages.target()
-    if not isinstance(target, OrtRunner):
-        raise ConfigError(f"{spec.name}: diagnose needs an ONNX target; {target.name} is not one.")
     reference_model = onnx.load(str(spec.reference))
     _, reference_infos = describe(reference_model)
-    target_model = onnx.load(str(target.model_path()))
+    target_model = onnx.load(str(target_path))
     local = build_local_model(target_model, reference_infos, spec.name)
     key = stable_hash("local-model", file_sha256(spec.reference), stages.target_key(), ort_version())
     with stages.ctx.cache.locked("diagnose-local", key) as folder:
@@ -239,7 +236,7 @@ def _diagnose(stages: ModelStages) -> Diagnosis:
         notes=[*local.notes, *notes],
         timings=timings,
     )
-    if not isinstance(spec.target, OrtInt8Target):
+    if stages.target_impl().requantize() is None:
         result.notes.append(
             f"{spec.name}: target kind {spec.target.kind!r} is compared as it is; sensitivity and advice need "
             "re-quantization ('ort-int8'), so only local error, ranges and origins are reported."

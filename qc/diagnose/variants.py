@@ -20,7 +20,7 @@ import numpy as np
 
 from qc.cache import stable_hash
 from qc.compare.layerwise import Comparison, OutputAccumulator, slice_array
-from qc.config import ModelSpec, OrtInt8Target
+from qc.config import ModelSpec, QuantSettings
 from qc.errors import ConfigError, ModelError
 from qc.eval.accuracy import AccuracyResult, collect, score
 from qc.pipeline import ModelStages, iter_feeds
@@ -84,21 +84,21 @@ class Variants:
     """Builds and measures variants of ``stages.spec`` (target kind ``ort-int8`` only)."""
 
     def __init__(self, stages: ModelStages) -> None:
-        target = stages.spec.target
-        if not isinstance(target, OrtInt8Target):
+        base = stages.target_impl().requantize()
+        if base is None:
             raise ConfigError(
-                f"{stages.spec.name}: sensitivity and advice re-quantize the reference, which needs target kind "
-                f"'ort-int8' (this entry has {target.kind!r})."
+                f"{stages.spec.name}: sensitivity and advice re-quantize the reference, which needs a target kind "
+                f"that quantizes it on the host such as 'ort-int8' (this entry has {stages.spec.target.kind!r})."
             )
         self.stages = stages
         self.spec = stages.spec
-        self.base: OrtInt8Target = target
+        self.base: QuantSettings = base
         self.cache = stages.ctx.cache
         self.quantized = 0
         self._reference_outputs: list[tuple[int, dict[str, np.ndarray]]] | None = None
 
     # -- building -------------------------------------------------------------------------------------------
-    def settings(self, variant: Variant) -> OrtInt8Target:
+    def settings(self, variant: Variant) -> QuantSettings:
         nodes = tuple(dict.fromkeys([*self.base.float_nodes, *variant.float_nodes]))
         int16 = tuple(dict.fromkeys([*self.base.int16_tensors, *variant.int16_tensors]))
         return self.base.model_copy(update={"float_nodes": nodes, "int16_tensors": int16})

@@ -15,6 +15,7 @@ from typing import Any
 from qc.cache import atomic_write_text
 from qc.compare.layerwise import Comparison
 from qc.compare.metrics import MetricSummary
+from qc.config import Thresholds
 
 LAYER_COLUMNS = (
     "index",
@@ -29,6 +30,7 @@ LAYER_COLUMNS = (
     "mse_mean",
     "max_abs",
     "undefined",
+    "cosine_threshold",
     "input_independent",
 )
 OUTPUT_COLUMNS = (
@@ -41,6 +43,8 @@ OUTPUT_COLUMNS = (
     "mse_mean",
     "max_abs",
     "undefined",
+    "cosine_threshold",
+    "sqnr_db_threshold",
 )
 UNMATCHED_COLUMNS = ("tensor", "op_type", "reason")
 
@@ -76,8 +80,8 @@ def _metrics(m: MetricSummary) -> dict[str, Any]:
     }
 
 
-def write_comparison(result: Comparison, folder: Path) -> list[Path]:
-    """Write the per-model tables; returns the files written."""
+def write_comparison(result: Comparison, folder: Path, thresholds: Thresholds) -> list[Path]:
+    """Write the per-model tables, each row with the threshold its gate applies to it; returns the files written."""
     folder.mkdir(parents=True, exist_ok=True)
     layers = [
         {
@@ -87,11 +91,23 @@ def write_comparison(result: Comparison, folder: Path) -> list[Path]:
             "shape": r.shape,
             "target_tensor": r.target_tensor,
             **_metrics(r.metrics),
+            "cosine_threshold": thresholds.for_tensor(r.tensor).layer_cosine,
             "input_independent": "true" if r.input_independent else "false",
         }
         for r in result.layers
     ]
-    outputs = [{"output": r.output, "shape": r.shape, **_metrics(r.metrics)} for r in result.outputs]
+    outputs = []
+    for r in result.outputs:
+        t = thresholds.for_tensor(r.output)
+        outputs.append(
+            {
+                "output": r.output,
+                "shape": r.shape,
+                **_metrics(r.metrics),
+                "cosine_threshold": t.output_cosine,
+                "sqnr_db_threshold": t.output_sqnr_db,
+            }
+        )
     unmatched = [{"tensor": u.tensor, "op_type": u.op_type, "reason": u.reason} for u in result.unmatched]
     files = {
         "layers.csv": to_csv(LAYER_COLUMNS, layers),

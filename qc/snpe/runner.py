@@ -146,7 +146,7 @@ class SnpeRunner:
         self._reference = reference
         self._input_layout = input_layout
         self._cache_dir = cache_dir
-        self._run_id = run_id or os.environ.get("QC_RUN_ID") or secrets.token_hex(4)
+        self._run_id = run_id or secrets.token_hex(4)
         self._lease_timeout_s = lease_timeout_s
         self._deadline_s = tool_deadline_s
         self._transport_factory = transport_factory

@@ -119,7 +119,7 @@ def test_a_model_compared_against_itself_passes_every_layer(tmp_path: Path) -> N
         verdict = gate(result, thresholds)
         assert verdict.passed, verdict.message
     assert gates.layer_cosine(result, thresholds).metrics["layers_compared"] == len(result.layers) - len(independent)
-    write_comparison(result, tmp_path / "report")
+    write_comparison(result, tmp_path / "report", thresholds)
     header, *rows = (tmp_path / "report" / "layers.csv").read_text().splitlines()
     assert header.split(",")[-1] == "input_independent"
     flags = {row.split(",")[1]: row.split(",")[-1] for row in rows}

@@ -67,7 +67,7 @@ def test_warm_cache_does_no_quantization_and_no_inference(tmp_path: Path, monkey
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("a warm cache must not quantize or run a model")
 
-    monkeypatch.setattr("qc.pipeline.quantize_int8", forbidden)
+    monkeypatch.setattr("qc.runners.quantize.quantize_int8", forbidden)
     monkeypatch.setattr("qc.runners.ort.OrtRunner.run", forbidden)
     monkeypatch.setattr("qc.runners.ort.OrtRunner.run_all", forbidden)
     stages = _stages(tmp_path)

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from qc.compare.metrics import MetricSummary
-from qc.config import Thresholds
+from qc.config import Thresholds, ThresholdValues
 from qc.diagnose.local import ChannelSummary, LocalRow
 from qc.diagnose.origins import GraphInfo, add_sensitive, find_origins, pattern_of, sqnr_for_cosine
 from qc.diagnose.ranges import RangeEvidence
@@ -174,3 +174,13 @@ def test_patterns_table_groups_op_types_across_models_worst_first() -> None:
     assert rows[0].worst_tensor == "a:c1"
     text = patterns_csv(rows)
     assert text.splitlines()[0] == "op_type,pattern,count,models,mean_sqnr_db_local,min_sqnr_db_local,worst_tensor"
+
+
+def test_a_per_tensor_threshold_of_zero_is_applied_not_replaced_by_the_default() -> None:
+    rows = [_row("conv", 0.9995, 32.0), _row("out", 0.9999, 35.0)]
+    accumulated = {"conv": (0.95, 10.0), "out": (0.9, 9.0)}
+    zero = Thresholds(overrides={"conv": ThresholdValues(layer_cosine=0.0), "out": ThresholdValues(layer_cosine=0.0)})
+    _, notes = find_origins("m", rows, accumulated, {}, {}, GRAPH, zero)
+    assert not any("inherited" in n for n in notes)
+    _, default_notes = find_origins("m", rows, accumulated, {}, {}, GRAPH, Thresholds())
+    assert any("2 layer(s)" in n and "inherited" in n for n in default_notes)

@@ -1,122 +1,18 @@
-"""The pytest glue (registered under ``pytest11``): options, parametrization from models.yaml, summary, reports.
-
-Everything else lives in plain modules of :mod:`qc`; fixtures are in the repository's ``fixtures/`` package.
-Model names are the test ids, so ``pytest benchmarks -k yolov3`` selects by model.
-"""
+"""The plugin's reporting side: gate outcomes gathered on the controller, summary.csv, history, dashboard."""
 
 from __future__ import annotations
 
 import base64
 import datetime
-import os
-import secrets
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from qc.config import GATES, DeviceSpec, ModelSpec, load_project
-from qc.errors import ConfigError, QcError
-
-SPECS_KEY = pytest.StashKey[list[ModelSpec]]()
-DEVICES_KEY = pytest.StashKey[tuple[DeviceSpec, ...]]()
-ERROR_KEY = pytest.StashKey[str]()
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("qc", "qc quantization checker")
-    group.addoption("--qc-models", default="models.yaml", help="models.yaml to parametrize the gates with.")
-    group.addoption("--qc-report-dir", default="reports", help="Folder for CSV, JSON and HTML reports.")
-    group.addoption("--qc-images", type=int, default=None, help="Use at most N evaluation images per model.")
-    group.addoption("--qc-refresh", action="store_true", help="Ignore cached stage results and rebuild them.")
-    group.addoption("--qc-cache-dir", default=None, help="Stage cache folder (default: $QC_CACHE_DIR or ~/.cache/qc).")
-    group.addoption(
-        "--qc-baseline",
-        default=None,
-        help="'last' or a run id from reports/history.sqlite: fail models whose metrics regressed against it.",
-    )
-    group.addoption("--qc-no-history", action="store_true", help="Do not append this run to the history database.")
-    group.addoption(
-        "--qc-diagnose", action="store_true", help="Also run the costly diagnosis tests (marker 'diagnose')."
-    )
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "qc_gate(name): the models.yaml gate a benchmark test checks.")
-    config.addinivalue_line("markers", "diagnose: costly diagnosis runs; opt in with --qc-diagnose or -m diagnose.")
-    config.pluginmanager.register(Reporter(config), "qc-reporter")
-    if not hasattr(config, "workerinput"):  # the controller; xdist workers inherit the environment
-        if config.getoption("--qc-refresh"):
-            os.environ["QC_REFRESH_SINCE"] = str(time.time())
-        os.environ["QC_RUN_ID"] = new_run_id()
-        os.environ["QC_RUN_STARTED"] = str(time.time())
-
-
-def new_run_id() -> str:
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{secrets.token_hex(3)}"
-
-
-def load_specs(config: pytest.Config) -> list[ModelSpec]:
-    if SPECS_KEY not in config.stash:
-        path = Path(config.getoption("--qc-models"))
-        if not path.is_absolute():
-            path = Path(config.invocation_params.dir) / path
-        try:
-            project = load_project(path)
-            config.stash[SPECS_KEY] = project.models
-            config.stash[DEVICES_KEY] = tuple(project.devices)
-        except ConfigError as exc:  # reported once, cleanly, when collection finishes
-            config.stash[ERROR_KEY] = str(exc)
-            config.stash[SPECS_KEY] = []
-            config.stash[DEVICES_KEY] = ()
-    return config.stash[SPECS_KEY]
-
-
-def load_devices(config: pytest.Config) -> tuple[DeviceSpec, ...]:
-    """The top-level ``devices`` list of the models file (the pools of ``kind: snpe`` targets)."""
-    load_specs(config)
-    return config.stash[DEVICES_KEY]
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A gate that applies to no model of models.yaml is deselected, not reported as a skip."""
-    unused = [
-        item for item in items if "qc_model" in getattr(item, "fixturenames", ()) and not hasattr(item, "callspec")
-    ]
-    wanted = config.getoption("--qc-diagnose") or "diagnose" in (config.getoption("markexpr") or "")
-    if not wanted:
-        unused += [item for item in items if item.get_closest_marker("diagnose") is not None]
-    if unused:
-        config.hook.pytest_deselected(items=unused)
-        items[:] = [item for item in items if item not in unused]
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    error = session.config.stash.get(ERROR_KEY, None)
-    if error is not None:
-        pytest.exit(f"qc: invalid models file:\n{error}", returncode=pytest.ExitCode.USAGE_ERROR)
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "qc_model" not in metafunc.fixturenames:
-        return
-    marker = metafunc.definition.get_closest_marker("qc_gate")
-    gate = str(marker.args[0]) if marker else ""
-    params = []
-    for spec in load_specs(metafunc.config):
-        if gate and not spec.applies(gate):
-            continue
-        if gate == "baseline" and not metafunc.config.getoption("--qc-baseline"):
-            continue
-        marks: list[pytest.MarkDecorator] = [pytest.mark.xdist_group(spec.name)]
-        if gate and spec.expected(gate) == "fail":
-            marks.append(pytest.mark.xfail(strict=True, reason=f"models.yaml expects gate {gate!r} to fail"))
-        params.append(pytest.param(spec, id=spec.name, marks=marks))
-    if params:  # none: the gate applies to no model; the item is deselected in pytest_collection_modifyitems
-        metafunc.parametrize("qc_model", params, indirect=True, scope="session")
+from qc.errors import QcError
+from qc.gates import GATE_NAMES
+from qc.pytest_plugin.run import run_state
 
 
 @dataclass
@@ -167,9 +63,9 @@ class Reporter:
 
         report_dir = Path(self.config.getoption("--qc-report-dir"))
         report_dir.mkdir(parents=True, exist_ok=True)
-        write_summary(list(self.summary.rows.values()), report_dir / "summary.csv", GATES)
+        write_summary(list(self.summary.rows.values()), report_dir / "summary.csv", GATE_NAMES)
         if not self.config.getoption("--qc-no-history"):
-            self.history_rows = append_history(report_dir, self.summary.rows)
+            self.history_rows = append_history(self.config, report_dir, self.summary.rows)
         self.dashboard = write_report_pages(self.config, report_dir)
 
     @pytest.hookimpl(hookwrapper=True)
@@ -197,7 +93,7 @@ class Reporter:
         rows = self.summary.rows
         if not rows:
             return
-        gates = [g for g in GATES if any(g in r for r in rows.values())]
+        gates = [g for g in GATE_NAMES if any(g in r for r in rows.values())]
         tr = terminalreporter
         tr.section("qc gates")
         width = max(len(m) for m in rows) + 2
@@ -208,12 +104,12 @@ class Reporter:
             tr.write_line(model.ljust(width) + "".join(str(row.get(g, "-")).ljust(16) for g in gates) + worst_text)
         tr.write_line(f"reports: {Path(self.config.getoption('--qc-report-dir')).resolve()}")
         if self.history_rows:
-            tr.write_line(f"history: run {os.environ.get('QC_RUN_ID')} ({self.history_rows} metrics) appended")
+            tr.write_line(f"history: run {run_state(self.config).run_id} ({self.history_rows} metrics) appended")
         if self.dashboard is not None:
             tr.write_line(f"dashboard: {self.dashboard.resolve()}")
 
 
-def append_history(report_dir: Path, rows: dict[str, dict[str, Any]]) -> int:
+def append_history(config: pytest.Config, report_dir: Path, rows: dict[str, dict[str, Any]]) -> int:
     """Append this run's numeric metrics per model to ``history.sqlite`` (one transaction)."""
     from qc.report.history import History, MetricRow, RunInfo, git_commit
 
@@ -223,10 +119,10 @@ def append_history(report_dir: Path, rows: dict[str, dict[str, Any]]) -> int:
         for key, value in row.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 metrics.append(MetricRow(model, target, key, float(value)))
-    started = float(os.environ.get("QC_RUN_STARTED", time.time()))
+    state = run_state(config)
     run = RunInfo(
-        os.environ.get("QC_RUN_ID") or new_run_id(),
-        datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
+        state.run_id,
+        datetime.datetime.fromtimestamp(state.started, datetime.UTC).isoformat(timespec="seconds"),
         git_commit(),
     )
     return History(report_dir / "history.sqlite").append(run, metrics)
@@ -237,6 +133,7 @@ def model_settings(config: pytest.Config) -> dict[str, dict[str, Any]]:
     import onnxruntime
 
     from qc import __version__
+    from qc.pytest_plugin import load_specs
 
     try:
         specs = load_specs(config)

@@ -1,0 +1,78 @@
+"""Speed: target throughput and latency (pytest-benchmark), the reference's, per-layer time, and the lint gate.
+
+Where the timing and the linted graph come from is the target kind's business (``speed_source``, ``lint_view``,
+``lint_profile`` of :class:`qc.targets.base.Target`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+import numpy as np
+import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from qc import gates
+from qc.config import ModelSpec
+from qc.gates import Evidence, GateResult, SpeedEvidence
+from qc.pipeline import ModelStages
+from qc.speed import LatencyStats, LayerProfile
+
+Check = Callable[[GateResult], None]
+
+
+@pytest.mark.qc_gate("fps")
+def test_fps(
+    qc_model: ModelSpec,
+    qc_stages: ModelStages,
+    speed_feed: dict[str, np.ndarray],
+    benchmark: BenchmarkFixture,
+    request: pytest.FixtureRequest,
+    check_gate: Check,
+) -> None:
+    from qc.report.speed import write_speed
+
+    settings = qc_model.speed
+    target = qc_stages.target_impl()
+    runner = target.runner()
+    stats: LatencyStats | None = None
+    if target.speed_source == "host":
+        benchmark.group = qc_model.name
+        timer = cast(Any, benchmark)  # pytest-benchmark's pedantic() is untyped
+        timer.pedantic(runner.run, args=(speed_feed,), rounds=settings.rounds, warmup_rounds=settings.warmup)
+        if benchmark.stats is not None:
+            stats = LatencyStats.from_seconds(benchmark.stats.stats.data, "onnxruntime CPU via pytest-benchmark")
+    if stats is None:  # timed where the model runs (a device tool), or --benchmark-disable: the runner times it
+        stats = runner.speed(speed_feed, rounds=settings.rounds, warmup=settings.warmup)
+    profile = cast(LayerProfile, request.getfixturevalue("target_layer_times"))
+    reference = qc_stages.reference.speed(speed_feed, rounds=settings.rounds, warmup=settings.warmup)
+    overhead = profile.run_ms / stats.latency_ms_mean - 1.0 if profile.run_ms else None
+    write_speed(
+        qc_stages.ctx.report_dir / qc_model.name,
+        stats,
+        reference,
+        profile.rows,
+        profiling_overhead=overhead,
+        io=profile.io,
+    )
+    check_gate(gates.check("fps", Evidence(qc_model, speed=SpeedEvidence(stats, reference))))
+
+
+@pytest.mark.qc_gate("lint")
+def test_lint(
+    qc_model: ModelSpec,
+    qc_stages: ModelStages,
+    request: pytest.FixtureRequest,
+    check_gate: Check,
+) -> None:
+    from qc.graph.lint import lint
+    from qc.report.speed import write_lint
+
+    target = qc_stages.target_impl()
+    # time shares as measured where the linted graph runs: the target's profiler, or the FP32 reference's
+    times = cast(LayerProfile, request.getfixturevalue(f"{target.lint_profile}_layer_times"))
+    profile = {row.layer: row.share for row in times.rows}
+    findings = lint(target.lint_view(), profile=profile)
+    write_lint(qc_stages.ctx.report_dir / qc_model.name, findings)
+    check_gate(gates.check("lint", Evidence(qc_model, lint=findings)))

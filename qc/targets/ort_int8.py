@@ -1,0 +1,75 @@
+"""``kind: ort-int8``: the reference ONNX quantized on the host (static QDQ) and run on onnxruntime CPU."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, ClassVar
+
+from qc.cache import stable_hash
+from qc.config import OrtInt8Target
+from qc.data.images import file_sha256, load_image_set
+from qc.errors import ConfigError
+from qc.runners.ort import OrtRunner
+from qc.targets.onnx import Onnx
+
+if TYPE_CHECKING:
+    from qc.config import ImageData
+    from qc.pipeline import ModelStages
+
+log = logging.getLogger(__name__)
+
+
+class OrtInt8(Onnx):
+    """:class:`qc.targets.base.Target` that quantizes the reference with the entry's settings (cached on disk)."""
+
+    kind: ClassVar[str] = "ort-int8"
+    requires: ClassVar[tuple[str, ...]] = ("calibration",)
+
+    def __init__(self, stages: ModelStages) -> None:
+        super().__init__(stages)
+        if stages.spec.calibration is None:
+            raise ConfigError(f"{stages.spec.name}: target kind 'ort-int8' needs a 'calibration' image set.")
+        self.calibration: ImageData = stages.spec.calibration
+
+    def _quant(self) -> OrtInt8Target:
+        settings = self.spec.target
+        if not isinstance(settings, OrtInt8Target):
+            raise ConfigError(f"{self.spec.name}: target kind {settings.kind!r} is not {self.kind!r}.")
+        return settings
+
+    def key(self) -> str:
+        from qc.pipeline import ort_version
+
+        calib = load_image_set(self.calibration)
+        return stable_hash(
+            "ort-int8",
+            file_sha256(self.spec.reference),
+            self._quant().model_dump(mode="json"),
+            self.spec.preprocess.model_dump(mode="json"),
+            calib.fingerprint(),
+            ort_version(),
+        )
+
+    def runner(self) -> OrtRunner:
+        if self._runner is not None:
+            return self._runner
+        from qc.pipeline import iter_feeds
+        from qc.runners.quantize import quantize_int8
+
+        cache, key = self.stages.ctx.cache, self.key()
+        with cache.locked("quantized", key) as folder:
+            path = folder / "model.int8.onnx"
+            if not cache.fresh(path):
+                name, size = self.stages.io()
+                calib = load_image_set(self.calibration)
+                feeds = (f for _, f, _ in iter_feeds(self.spec, calib, name, size))
+                used = quantize_int8(self.spec.reference, self._quant(), feeds, path, self.spec.name)
+                log.info("%s: quantized with %d calibration images", self.spec.name, used)
+                cache.misses.append(f"quantized/{key}")
+            else:
+                cache.hits.append(f"quantized/{key}")
+        self._runner = OrtRunner(f"{self.spec.name} (target)", path)
+        return self._runner
+
+    def requantize(self) -> OrtInt8Target:
+        return self._quant()

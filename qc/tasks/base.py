@@ -1,0 +1,72 @@
+"""The ``Task`` protocol: what turns both sides' raw outputs into the numbers the accuracy gates judge."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from qc.config import ModelSpec
+    from qc.data.images import ImageSet
+    from qc.data.preprocess import Transform
+    from qc.gates import GateResult
+    from qc.runners.base import Runner
+
+Feeds = Iterable[tuple[int, Mapping[str, np.ndarray], "Transform"]]
+"""(image id, model input, the preprocessing transform of that image), in the evaluation set's order."""
+
+
+class Task(Protocol):
+    """One task kind (``task.kind`` in models.yaml), built from its models.yaml entry: ``Task(spec)``.
+
+    The pipeline owns caching and the target's device session; a task only computes. ``Outcome`` below is the
+    task's own result type (detection: :class:`qc.tasks.detection.DetectionOutcome`).
+    """
+
+    kind: ClassVar[str]
+    spec: ModelSpec
+
+    def __init__(self, spec: ModelSpec) -> None: ...
+
+    @property
+    def gates(self) -> tuple[str, ...]:
+        """The gates this task contributes (registry entries with ``needs="accuracy"`` and ``task=kind``)."""
+        ...
+
+    def key(self) -> object:
+        """JSON-able settings of the task that change its outcome (goes into the accuracy stage's cache key)."""
+        ...
+
+    def evaluate(
+        self, reference: Runner, target: Runner, feeds: Feeds, input_hw: tuple[int, int], images: ImageSet
+    ) -> Any:
+        """Decode both sides image by image, evaluate them against the labels (when the data has some) and
+        against each other (agreement, no labels needed); return the Outcome."""
+        ...
+
+    def save(self, outcome: Any, folder: Path) -> dict[str, Any]:
+        """Write the outcome's arrays into the cache ``folder``; return its JSON part."""
+        ...
+
+    def load(self, data: Mapping[str, Any], folder: Path) -> Any | None:
+        """The Outcome saved by :meth:`save`, or None when a file of it is missing (the stage then recomputes)."""
+        ...
+
+    def write_report(self, outcome: Any, images: ImageSet, folder: Path) -> list[Path]:
+        """The report artifacts of the model folder (e.g. ``accuracy.json``, detections, pictures)."""
+        ...
+
+    def check(self, gate: str, outcome: Any) -> GateResult:
+        """The verdict of one of :attr:`gates` on the outcome."""
+        ...
+
+    def describe(self, outcome: Any) -> list[str]:
+        """Lines for the terminal (``qc eval``): the outcome's numbers, both sides."""
+        ...
+
+    def metrics(self, outcome: Any) -> dict[str, float]:
+        """Headline metrics for summary.csv, the history and ``--qc-baseline`` (e.g. ``target_ap``)."""
+        ...

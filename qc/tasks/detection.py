@@ -1,0 +1,109 @@
+"""The ``detection`` task: decoders, COCO AP of both sides, agreement AP, side-by-side pictures."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+from qc.config import ModelSpec, TaskSpec
+from qc.errors import ConfigError
+from qc.eval.accuracy import AccuracyResult, DetectionSet, collect, score
+from qc.gates import GateResult, agreement_ap, gates_needing, map_drop
+from qc.tasks.base import Feeds
+
+if TYPE_CHECKING:
+    from qc.data.images import ImageSet
+    from qc.runners.base import Runner
+
+
+class DetectionOutcome(NamedTuple):
+    """Scores of both sides and their detections (unpacks as ``result, reference, target``)."""
+
+    result: AccuracyResult
+    reference: DetectionSet
+    target: DetectionSet
+
+
+Scores = DetectionOutcome | AccuracyResult
+"""What the detection gates read: a whole outcome, or its scores alone (the diagnosis keeps only those)."""
+
+
+def _scores(outcome: Scores) -> AccuracyResult:
+    return outcome.result if isinstance(outcome, DetectionOutcome) else outcome
+
+
+class DetectionTask:
+    """:class:`qc.tasks.base.Task` for ``task: {kind: detection, ...}`` (the default kind)."""
+
+    kind: ClassVar[str] = "detection"
+
+    def __init__(self, spec: ModelSpec) -> None:
+        if not isinstance(spec.task, TaskSpec):
+            raise ConfigError(f"{spec.name}: the detection task needs a 'task' section with a decoder.")
+        self.spec = spec
+        self.settings: TaskSpec = spec.task
+
+    @property
+    def gates(self) -> tuple[str, ...]:
+        return gates_needing("accuracy", task=self.kind)
+
+    def key(self) -> object:
+        return self.settings.model_dump(mode="json")
+
+    def evaluate(
+        self, reference: Runner, target: Runner, feeds: Feeds, input_hw: tuple[int, int], images: ImageSet
+    ) -> DetectionOutcome:
+        names = self.settings.names()
+        ref, tgt, sizes = collect(self.settings, reference, target, feeds, input_hw, len(names))
+        return DetectionOutcome(score(self.settings, ref, tgt, sizes, images.coco, names), ref, tgt)
+
+    def save(self, outcome: DetectionOutcome, folder: Path) -> dict[str, Any]:
+        outcome.reference.save(folder / "reference.npz")
+        outcome.target.save(folder / "target.npz")
+        return outcome.result.to_json()
+
+    def load(self, data: Mapping[str, Any], folder: Path) -> DetectionOutcome | None:
+        ref, tgt = folder / "reference.npz", folder / "target.npz"
+        if not (ref.is_file() and tgt.is_file()):
+            return None
+        return DetectionOutcome(AccuracyResult.from_json(data), DetectionSet.load(ref), DetectionSet.load(tgt))
+
+    def write_report(self, outcome: DetectionOutcome, images: ImageSet, folder: Path) -> list[Path]:
+        from qc.report.accuracy import write_accuracy
+
+        result, ref, tgt = outcome
+        names = self.settings.names()
+        pictures = self.settings.pictures
+        return write_accuracy(result, ref, tgt, images, names, folder, pictures=pictures, model=self.spec.name)
+
+    def check(self, gate: str, outcome: Scores) -> GateResult:
+        thresholds, result = self.spec.thresholds, _scores(outcome)
+        if gate == "map_drop":
+            return map_drop(self.spec.name, result, thresholds, key="ap")
+        if gate == "map50_drop":
+            return map_drop(self.spec.name, result, thresholds, key="ap50")
+        if gate == "agreement_ap":
+            return agreement_ap(self.spec.name, result, thresholds)
+        raise ConfigError(f"{self.spec.name}: gate {gate!r} is not a detection gate (those are {list(self.gates)}).")
+
+    def describe(self, outcome: Scores) -> list[str]:
+        result = _scores(outcome)
+        lines = [
+            f"{self.spec.name}: {result.images} images",
+            f"{'':12}{'AP':>8}{'AP50':>8}{'AP75':>8}{'AR100':>8}{'dets':>7}",
+        ]
+        for side, sc in (("reference", result.reference), ("target", result.target)):
+            if sc is not None:
+                lines.append(f"{side:12}{sc.ap:8.4f}{sc.ap50:8.4f}{sc.ap75:8.4f}{sc.ar100:8.4f}{sc.num_detections:7d}")
+        if result.labelled:
+            lines.append(f"{'drop':12}{result.drop('ap'):8.4f}{result.drop('ap50'):8.4f}")
+        lines.append(f"agreement AP {result.agreement.ap:.4f} (AP50 {result.agreement.ap50:.4f})")
+        return lines
+
+    def metrics(self, outcome: Scores) -> dict[str, float]:
+        result = _scores(outcome)
+        out = {"agreement_ap": float(result.agreement.ap)}
+        if result.reference is not None and result.target is not None:
+            out.update(reference_ap=float(result.reference.ap), target_ap=float(result.target.ap))
+        return out
