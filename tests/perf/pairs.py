@@ -1,0 +1,64 @@
+"""Old against new, side by side: interleaved best-of-N timing, the speed-up in the benchmark JSON, and a floor.
+
+A perf benchmark that only records times lets a regression pass silently. Each pair here is timed in the same
+test, alternately (old, new, new, old, ...) so that a load spike of the shared machine hits both sides, and the
+best of N rounds of each is kept (the least disturbed run). The speed-up ``old / new`` is stored in the
+benchmark's ``extra_info`` (so it lands in ``--benchmark-json``) and must reach a floor chosen with a margin for
+noise below the documented figure: ratios, never absolute times.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Best-of-N seconds of each side."""
+
+    old_s: float
+    new_s: float
+    rounds: int
+
+    @property
+    def speedup(self) -> float:
+        """How many times faster the new side is (below 1: slower)."""
+        return self.old_s / self.new_s if self.new_s > 0 else float("inf")
+
+
+def time_pair(old: Callable[[], Any], new: Callable[[], Any], *, rounds: int, warmup: int = 1) -> Pair:
+    """Run both sides ``warmup`` times, then ``rounds`` times each, alternating which goes first."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, found {rounds}")
+    for _ in range(warmup):
+        old()
+        new()
+    olds: list[float] = []
+    news: list[float] = []
+    for i in range(rounds):
+        order = ((old, olds), (new, news)) if i % 2 == 0 else ((new, news), (old, olds))
+        for fn, out in order:
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return Pair(min(olds), min(news), rounds)
+
+
+def check_speedup(benchmark: Any, pair: Pair, floor: float, what: str) -> None:
+    """Record the pair in the benchmark's extra_info, then fail when the speed-up is below ``floor``."""
+    benchmark.extra_info.update(
+        {
+            "old_best_s": round(pair.old_s, 6),
+            "new_best_s": round(pair.new_s, 6),
+            "speedup": round(pair.speedup, 3),
+            "speedup_floor": floor,
+            "pair_rounds": pair.rounds,
+        }
+    )
+    assert pair.speedup >= floor, (
+        f"{what}: the new side is {pair.speedup:.2f}x as fast as the old one, below the floor of {floor}x "
+        f"(best of {pair.rounds}: old {pair.old_s * 1e3:.2f} ms, new {pair.new_s * 1e3:.2f} ms)"
+    )
