@@ -72,8 +72,8 @@ def test_decode_nms_1000_images(benchmark: BenchmarkFixture) -> None:
 
 
 def coco_case(seed: int = 0, n_images: int = N_IMAGES_COCO) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """``n_images`` (5,000) images, ~7 ground-truth boxes each over 80 categories, 100 detections per image (jittered true
-    positives, wrong classes, background)."""
+    """``n_images`` (5,000) images, ~7 ground-truth boxes each over 80 categories, 100 detections per image
+    (jittered true positives, wrong classes, background)."""
     rng = np.random.default_rng(seed)
     cats = [{"id": c + 1, "name": f"class{c}"} for c in range(NC)]
     images = [{"id": i + 1, "width": 640, "height": 480} for i in range(n_images)]
