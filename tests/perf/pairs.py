@@ -29,18 +29,30 @@ class Pair:
         return self.old_s / self.new_s if self.new_s > 0 else float("inf")
 
 
-def time_pair(old: Callable[[], Any], new: Callable[[], Any], *, rounds: int, warmup: int = 1) -> Pair:
-    """Run both sides ``warmup`` times, then ``rounds`` times each, alternating which goes first."""
+def time_pair(
+    old: Callable[[], Any],
+    new: Callable[[], Any],
+    *,
+    rounds: int,
+    warmup: int = 1,
+    setup: Callable[[], Any] | None = None,
+) -> Pair:
+    """Run both sides ``warmup`` times, then ``rounds`` times each, alternating which goes first; ``setup`` runs
+    before every call, untimed (e.g. an empty destination folder)."""
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, found {rounds}")
     for _ in range(warmup):
-        old()
-        new()
+        for fn in (old, new):
+            if setup is not None:
+                setup()
+            fn()
     olds: list[float] = []
     news: list[float] = []
     for i in range(rounds):
         order = ((old, olds), (new, news)) if i % 2 == 0 else ((new, news), (old, olds))
         for fn, out in order:
+            if setup is not None:
+                setup()
             start = time.perf_counter()
             fn()
             out.append(time.perf_counter() - start)
