@@ -19,7 +19,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,7 @@ THRESHOLDS = {TINY: {"cosine": 0.95, "output_cosine": 0.96, "sqnr_db": 10.0}}
 class Run:
     folder: Path
     reports: Path
-    proc: subprocess.CompletedProcess[str]
+    proc: subprocess.CompletedProcess[str] = field(repr=False)  # failure messages stay short
 
 
 @pytest.fixture(scope="session")
