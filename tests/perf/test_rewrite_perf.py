@@ -92,10 +92,10 @@ def _pair(case: str) -> tuple[onnx.ModelProto, onnx.ModelProto]:
 
 
 # The speed-up (before / after, median of interleaved rounds, 1 thread) each rewrite must keep on the CPU. The
-# rewrites are for the DSP; on a CPU they must not cost time (floor 0.75: a 33% margin for the noise of a loaded 2-core machine), except
-# conv-stride: stride 1 + Slice computes twice the outputs along the strided axis and copies them (the module
-# docstring: "the stride rewrite computes more on a CPU"; measured 1.5x to 4.3x slower across runs on the loaded
-# machine), so it may be up to 6.7x slower, not more.
+# rewrites are for the DSP; on a CPU they must not cost time (floor 0.75: a 33% margin for the noise of a loaded
+# 2-core machine), except conv-stride: stride 1 + Slice computes twice the outputs along the strided axis and
+# copies them (the module docstring: "the stride rewrite computes more on a CPU"; measured 1.5x to 4.3x slower
+# across runs on the loaded machine), so it may be up to 6.7x slower, not more.
 FLOORS = {"div": 0.75, "foldable-eltwise": 0.75, "input-channel-swap": 0.75, "conv-stride": 0.15}
 
 
