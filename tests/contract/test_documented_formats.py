@@ -59,8 +59,9 @@ SNPE_FILES = ("tensor_map.csv",)  # "for SNPE the ONNX<->DLC name and layout map
 
 METRICS = ("cosine_mean", "cosine_min", "sqnr_db_mean", "sqnr_db_min", "mse_mean", "max_abs", "undefined")
 # `<model>/layers.csv`: the README lists these columns literally. `cosine_threshold` (the threshold the gate applied
-# to the row) is being added after the metric columns: the README table must list it too.
-LAYERS_CSV = ("index", "tensor", "op_type", "shape", "target_tensor", *METRICS, "cosine_threshold")
+# to the row) was added after the metric columns: the README table must list it too, before `input_independent`
+# (README: tensors no graph input reaches, the same on every image, are marked so and not gated).
+LAYERS_CSV = ("index", "tensor", "op_type", "shape", "target_tensor", *METRICS, "cosine_threshold", "input_independent")
 # `<model>/outputs.csv`: "the same metrics per output and per named slice (`output` = `tensor` or `tensor[slice]`)";
 # `cosine_threshold` and `sqnr_db_threshold` are being added: the README table must list them too.
 OUTPUTS_CSV = ("output", "shape", *METRICS, "cosine_threshold", "sqnr_db_threshold")
