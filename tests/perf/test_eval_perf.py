@@ -1,4 +1,5 @@
-"""Speed of qc.eval: decode + NMS, and COCO evaluation at dataset scale.
+"""Speed of qc.eval: decode + NMS, and COCO evaluation at dataset scale, each also paired with the implementation
+it replaces (a classic greedy NMS loop; pycocotools) with a floor on the speed-up (see :mod:`tests.perf.pairs`).
 
 Run: ``pytest tests/perf -p no:cacheprovider --benchmark-only``.
 """
@@ -12,9 +13,11 @@ import numpy.typing as npt
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from qc.eval.coco import CocoScores, evaluate_coco
+from qc.eval.coco import CocoScores, evaluate_coco, evaluate_coco_pycocotools
 from qc.eval.decoders import DecodeSettings, get_decoder
+from qc.eval.nms import nms_indices
 from qc.eval.types import RawDetections
+from tests.perf.pairs import check_speedup, time_pair
 
 pytestmark = pytest.mark.perf
 
@@ -68,14 +71,14 @@ def test_decode_nms_1000_images(benchmark: BenchmarkFixture) -> None:
     # budget: under a second; the figure goes to the stored benchmark JSON and the README, not to an assert
 
 
-def coco_case(seed: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """5,000 images, ~7 ground-truth boxes each over 80 categories, 100 detections per image (jittered true
-    positives, wrong classes, background)."""
+def coco_case(seed: int = 0, n_images: int = N_IMAGES_COCO) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``n_images`` (5,000) images, ~7 ground-truth boxes each over 80 categories, 100 detections per image
+    (jittered true positives, wrong classes, background)."""
     rng = np.random.default_rng(seed)
     cats = [{"id": c + 1, "name": f"class{c}"} for c in range(NC)]
-    images = [{"id": i + 1, "width": 640, "height": 480} for i in range(N_IMAGES_COCO)]
-    n_gt = rng.integers(1, 14, N_IMAGES_COCO)
-    gt_img = np.repeat(np.arange(1, N_IMAGES_COCO + 1), n_gt)
+    images = [{"id": i + 1, "width": 640, "height": 480} for i in range(n_images)]
+    n_gt = rng.integers(1, 14, n_images)
+    gt_img = np.repeat(np.arange(1, n_images + 1), n_gt)
     m = gt_img.size
     gt_xy = rng.uniform(0, 500, (m, 2))
     gt_wh = rng.uniform(8, 200, (m, 2))
@@ -88,9 +91,9 @@ def coco_case(seed: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     ]
     # detections: for each image, copies of its gt boxes with jitter, the rest random background
     starts = np.concatenate([[0], np.cumsum(n_gt)[:-1]])
-    pick = starts[:, None] + (rng.integers(0, 1 << 30, (N_IMAGES_COCO, DETS_PER_IMAGE)) % n_gt[:, None])
+    pick = starts[:, None] + (rng.integers(0, 1 << 30, (n_images, DETS_PER_IMAGE)) % n_gt[:, None])
     pick = pick.ravel()
-    det_img = np.repeat(np.arange(1, N_IMAGES_COCO + 1), DETS_PER_IMAGE)
+    det_img = np.repeat(np.arange(1, n_images + 1), DETS_PER_IMAGE)
     n = det_img.size
     xy = gt_xy[pick] + rng.normal(0, 0.1, (n, 2)) * gt_wh[pick]
     wh = gt_wh[pick] * rng.uniform(0.8, 1.25, (n, 2))
@@ -121,3 +124,75 @@ def test_coco_eval_5000_images(benchmark: BenchmarkFixture) -> None:
     assert scores.num_detections == N_IMAGES_COCO * DETS_PER_IMAGE
     assert 0.05 < scores.ap < 0.95
     # budget: seconds, not minutes; the figure goes to the stored benchmark JSON and the README
+
+
+# ------------------------------------------------------------------------------------ pairs: old against new
+NMS_FLOOR = 10.0  # measured ~95x on the 2-core machine
+COCO_IMAGES_PAIR = 200  # pycocotools is slow: a subset keeps the pair under a minute
+COCO_FLOOR = 3.0  # measured ~8x (500 images)
+
+
+def classic_nms(
+    boxes: npt.NDArray[np.float32], rows: npt.NDArray[np.intp], classes: npt.NDArray[np.intp], scores: npt.NDArray[Any]
+) -> npt.NDArray[np.intp]:
+    """The textbook numpy NMS loop qc's vectorized NMS replaces: take the best candidate, drop every candidate of
+    its class overlapping it (class offset trick), repeat until 100 are kept (IoU 0.45)."""
+    b = boxes[rows].astype(np.float64) + classes[:, None] * 4096.0
+    x1, y1, x2, y2 = b.T
+    area = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size and len(keep) < 100:
+        i, rest = order[0], order[1:]
+        keep.append(int(i))
+        iw = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0)
+        ih = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0)
+        inter = iw * ih
+        union = area[i] + area[rest] - inter
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        order = rest[iou <= 0.45]
+    return np.asarray(keep, dtype=np.intp)
+
+
+def nms_candidates(
+    t: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.float32]]:
+    """Boxes per anchor and the multi-label candidates at the evaluation threshold, as the yolo-decoded decoder
+    forms them (~9,000 per image)."""
+    img = t[0]
+    sub = img[np.flatnonzero(img[:, 4] >= 0.001)]
+    scores = sub[:, 5:] * sub[:, 4:5]
+    half = sub[:, 2:4] * 0.5
+    boxes = np.concatenate([sub[:, :2] - half, sub[:, :2] + half], axis=1)
+    rows, cols = np.nonzero(scores >= 0.001)
+    return boxes, rows, cols, scores[rows, cols]
+
+
+def test_nms_vectorized_vs_classic_loop(benchmark: BenchmarkFixture) -> None:
+    rng = np.random.default_rng(1)
+    cases = [nms_candidates(yolo_output(rng)) for _ in range(16)]
+
+    def new() -> list[npt.NDArray[np.int64]]:
+        return [nms_indices(b, s, c, 0.45, 100, box_index=r) for b, r, c, s in cases]
+
+    def old() -> list[npt.NDArray[np.intp]]:
+        return [classic_nms(b, r, c, s) for b, r, c, s in cases]
+
+    for kept_new, kept_old in zip(new(), old(), strict=True):  # the same detections, or the pair means nothing
+        assert kept_new.tolist() == kept_old.tolist()
+    benchmark.group = "nms 16 images, ~9,000 candidates each"
+    cast(Any, benchmark).pedantic(new, rounds=5, iterations=1, warmup_rounds=1)
+    check_speedup(benchmark, time_pair(old, new, rounds=3), NMS_FLOOR, "vectorized NMS vs the classic loop")
+
+
+def test_coco_eval_faster_coco_eval_vs_pycocotools(benchmark: BenchmarkFixture) -> None:
+    gt, results = coco_case(seed=2, n_images=COCO_IMAGES_PAIR)
+    ids = [im["id"] for im in gt["images"]]
+    fast, slow = evaluate_coco(gt, results, ids), evaluate_coco_pycocotools(gt, results, ids)
+    assert fast.ap == pytest.approx(slow.ap, abs=1e-9)  # the same AP, or the pair means nothing
+    benchmark.group = f"coco eval {COCO_IMAGES_PAIR} images x {DETS_PER_IMAGE} detections"
+    cast(Any, benchmark).pedantic(lambda: evaluate_coco(gt, results, ids), rounds=2, iterations=1)
+    pair = time_pair(
+        lambda: evaluate_coco_pycocotools(gt, results, ids), lambda: evaluate_coco(gt, results, ids), rounds=2, warmup=0
+    )
+    check_speedup(benchmark, pair, COCO_FLOOR, "faster-coco-eval vs pycocotools")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from qc.cache import StageCache
@@ -11,6 +14,8 @@ from qc.diagnose.report import write_diagnosis, write_pattern_items, write_patte
 from qc.diagnose.stage import diagnose
 from qc.pipeline import Context, ModelStages
 from tests.models import tiny_project
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_tiny_detector_origin_sensitivity_and_verified_advice(tmp_path: Path) -> None:
@@ -43,6 +48,48 @@ def test_tiny_detector_origin_sensitivity_and_verified_advice(tmp_path: Path) ->
     assert advised == ("concat",)
     overrides = json.loads((folder / "snpe_overrides.json").read_text())
     assert overrides["activation_encodings"] == {"pred": [{"bitwidth": 16, "dtype": "float"}]}
+    outcomes = bench_front_door(path, folder / "advised.models.yaml", advice.goal)
+    assert outcomes == {
+        "tiny": {"output_cosine": "xfailed", "output_sqnr": "xfailed"},
+        "tiny-advised": {"output_cosine": "passed", "output_sqnr": "passed"},
+    }
+
+
+def bench_front_door(models: Path, advised: Path, goal: list[str]) -> dict[str, dict[str, str]]:
+    """Not trusting ``advice.verification``: the advised models.yaml entry, as written for the user, goes through
+    the normal stages and gates of a `pytest benchmarks` run (its own fresh cache), next to the original entry,
+    whose failure of the same gates is declared as a strict xfail (so the run also proves the original fails).
+    Returns the gate outcomes of summary.csv per model."""
+    original = models.read_text().replace("expect: pass", "expect: {" + ", ".join(f"{g}: fail" for g in goal) + "}")
+    entries = [
+        line for line in advised.read_text().splitlines() if line.strip() and not line.startswith(("#", "models:"))
+    ]
+    front = models.with_name("front.yaml")
+    front.write_text(original + "\n".join(entries) + "\n")
+    reports = models.parent / "front-reports"
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(REPO / "benchmarks"),
+        "-p",
+        "no:cacheprovider",
+        "--qc-models",
+        str(front),
+        "--qc-report-dir",
+        str(reports),
+        "--qc-cache-dir",
+        str(models.parent / "front-cache"),
+        "--qc-no-history",
+        "-k",
+        " or ".join(goal),
+    ]
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, (
+        f"the advised entry through `pytest benchmarks`:\n{run.stdout[-5000:]}{run.stderr[-2000:]}"
+    )
+    with (reports / "summary.csv").open() as f:
+        return {row["model"]: {g: row[g] for g in goal} for row in csv.DictReader(f)}
 
 
 def load_models_from(file: Path, project: Path) -> tuple[str, ...]:
