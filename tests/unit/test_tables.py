@@ -35,7 +35,7 @@ def test_applied_thresholds_are_written_per_row(tmp_path: Path) -> None:
     with (tmp_path / "layers.csv").open() as f:
         layers = list(csv.DictReader(f))
     assert tuple(layers[0]) == LAYER_COLUMNS
-    assert LAYER_COLUMNS[-1] == "cosine_threshold"
+    assert LAYER_COLUMNS[-2:] == ("cosine_threshold", "input_independent")
     assert [r["cosine_threshold"] for r in layers] == ["0.98", "0"]
     with (tmp_path / "outputs.csv").open() as f:
         outputs = {r["output"]: r for r in csv.DictReader(f)}
