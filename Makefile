@@ -38,6 +38,7 @@ diagnose: assets
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/actionlint -no-color -oneline
 
 typecheck: setup
 	$(BIN)/mypy

@@ -53,7 +53,14 @@ def test_fps(
     except QcError as exc:
         pytest.fail(str(exc), pytrace=False)
     overhead = profile.run_ms / stats.latency_ms_mean - 1.0 if profile.run_ms else None
-    write_speed(qc_stages.ctx.report_dir / qc_model.name, stats, reference, profile.rows, profiling_overhead=overhead)
+    write_speed(
+        qc_stages.ctx.report_dir / qc_model.name,
+        stats,
+        reference,
+        profile.rows,
+        profiling_overhead=overhead,
+        io=profile.io,
+    )
     check_gate(gates.fps(qc_model.name, stats, reference, qc_model.thresholds))
 
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from qc import __version__
+from qc import __version__, jsonio
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class StageCache:
             self.misses.append(f"{stage}/{key}")
             return None
         try:
-            data = json.loads(file.read_text(encoding="utf-8"))
+            data = jsonio.loads(file.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             log.warning("cache entry %s is unreadable; rebuilding it", file)
             self.misses.append(f"{stage}/{key}")
@@ -83,7 +83,7 @@ class StageCache:
 
     def save_json(self, stage: str, key: str, data: Any, name: str = "result.json") -> Path:
         file = self.entry(stage, key) / name
-        atomic_write_text(file, json.dumps(data, indent=1, allow_nan=True))
+        atomic_write_text(file, jsonio.dumps(data, indent=1))
         return file
 
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from qc.cliutil import positive_int
 from qc.diagnose.cli import add_parser as add_diagnose_parser
 from qc.errors import QcError
 from qc.pipeline import ModelStages
@@ -27,9 +28,9 @@ def _cmd_assets(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from qc.config import load_models
+    from qc.config import load_project
 
-    specs = load_models(Path(args.models))
+    specs = load_project(Path(args.models), check_models=True).models
     for spec in specs:
         print(f"{spec.name}: target {spec.target.kind}, reference {spec.reference}")
     return 0
@@ -188,13 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="per-layer and per-output comparison of one model, with its gates")
     p.add_argument("model")
     p.add_argument("--models", default="models.yaml")
-    p.add_argument("--images", type=int, default=None)
+    p.add_argument("--images", type=positive_int, default=None, help="use at most N evaluation images (N >= 1)")
     p.add_argument("--report-dir", default="reports")
     p.set_defaults(func=_cmd_compare)
     p = sub.add_parser("eval", help="detection accuracy of one model: COCO AP of both sides, drop, agreement AP")
     p.add_argument("model")
     p.add_argument("--models", default="models.yaml")
-    p.add_argument("--images", type=int, default=None)
+    p.add_argument("--images", type=positive_int, default=None, help="use at most N evaluation images (N >= 1)")
     p.add_argument("--report-dir", default="reports")
     p.set_defaults(func=_cmd_eval)
     p = sub.add_parser("lint", help="slow-op findings for the DSP: what, where, why, how to fix")
@@ -214,7 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-dir", default="reports")
     p.add_argument("--model", action="append", help="only this model (repeatable)")
     p.add_argument("--metric", action="append", help="only this metric (repeatable; default: headline metrics)")
-    p.add_argument("--last", type=int, default=10, help="the last N runs (default 10)")
+    from qc.report.history import run_count
+
+    p.add_argument("--last", type=run_count, default=10, help="the last N runs, N >= 1 (default 10)")
     p.set_defaults(func=_cmd_history)
     add_diagnose_parser(sub)
     add_hostsim_parser(sub)

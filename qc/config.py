@@ -31,10 +31,11 @@ GATES = (
     "baseline",
 )
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SQNR_DB_MIN, SQNR_DB_MAX = -50.0, 200.0  # float32 rounding alone gives ~150 dB; below -50 dB nothing is compared
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class QuantSettings(Strict):
@@ -51,6 +52,11 @@ class QuantSettings(Strict):
     )
     int16_tensors: tuple[str, ...] = Field(
         default=(), description="Tensors whose activations are quantized to 16 bits (mixed precision overrides)."
+    )
+    bias_bitwidth: Literal[8, 32] = Field(
+        default=32,
+        description="snpe-dlc-quant --bias_bitwidth: 32 (int32 biases at input scale x weight scale) or 8 (int8 "
+        "biases with their own per-tensor scale).",
     )
 
 
@@ -103,6 +109,9 @@ class SshAuth(Strict):
         return self
 
 
+_CONTROL_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 class DeviceSpec(Strict):
     """A device the SNPE tools run on: over SSH, or this machine (``local: true``) with an SDK installed."""
 
@@ -121,6 +130,24 @@ class DeviceSpec(Strict):
     perf_profile: str = "balanced"
     connect_timeout_s: float = Field(default=10.0, gt=0)
 
+    @field_validator("host", "user", "remote_root")
+    @classmethod
+    def _no_control_characters(cls, value: str | None) -> str | None:
+        # A newline in a remote path could split the device's answers (e.g. 'pwd -P') and steer a delete.
+        found = _CONTROL_CHAR.search(value or "")
+        if found is not None:
+            raise ValueError(
+                f"must not contain control characters; found {found.group()!r} at offset {found.start()} in {value!r}"
+            )
+        return value
+
+    @field_validator("remote_root")
+    @classmethod
+    def _absolute_root(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"must be an absolute path on the device, found {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _reachable(self) -> DeviceSpec:
         if not self.local and (self.host is None or self.user is None or self.auth is None):
@@ -138,7 +165,7 @@ class Preprocess(Strict):
     mode: Literal["letterbox", "resize"] = "letterbox"
     pad_value: float = Field(default=114.0, ge=0, le=255, description="Letterbox padding, in 0..255 pixels.")
     channel_order: Literal["RGB", "BGR"] = "RGB"
-    scale: float = 1.0 / 255.0
+    scale: float = Field(default=1.0 / 255.0, gt=0)
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     layout: Literal["NCHW", "NHWC"] = "NCHW"
@@ -232,9 +259,9 @@ class LintSettings(Strict):
 class BaselineTolerances(Strict):
     """How much worse than the baseline run a metric may get (``--qc-baseline``)."""
 
-    target_ap: float = Field(default=0.01, ge=0, description="Absolute AP points.")
-    worst_layer_cosine: float = Field(default=0.005, ge=0, description="Absolute cosine.")
-    fps: float = Field(default=0.2, ge=0, description="Relative: 0.2 = 20% slower than the baseline.")
+    target_ap: float = Field(default=0.01, ge=0, le=1, description="Absolute AP points.")
+    worst_layer_cosine: float = Field(default=0.005, ge=0, le=2, description="Absolute cosine.")
+    fps: float = Field(default=0.2, ge=0, le=1, description="Relative: 0.2 = 20% slower than the baseline.")
 
     def table(self) -> dict[str, tuple[float, bool]]:
         return {
@@ -269,7 +296,7 @@ class DiagnoseSettings(Strict):
 class ThresholdValues(Strict):
     layer_cosine: float | None = Field(default=None, ge=-1, le=1)
     output_cosine: float | None = Field(default=None, ge=-1, le=1)
-    output_sqnr_db: float | None = None
+    output_sqnr_db: float | None = Field(default=None, ge=SQNR_DB_MIN, le=SQNR_DB_MAX)
 
 
 class Thresholds(Strict):
@@ -280,9 +307,9 @@ class Thresholds(Strict):
 
     layer_cosine: float = Field(default=0.98, ge=-1, le=1)
     output_cosine: float = Field(default=0.99, ge=-1, le=1)
-    output_sqnr_db: float = 20.0
-    max_map_drop: float = Field(default=0.04, ge=0, description="AP@[.5:.95] reference minus target, at most.")
-    max_map50_drop: float = Field(default=0.04, ge=0)
+    output_sqnr_db: float = Field(default=20.0, ge=SQNR_DB_MIN, le=SQNR_DB_MAX)
+    max_map_drop: float = Field(default=0.04, ge=0, le=1, description="AP@[.5:.95] reference minus target, at most.")
+    max_map50_drop: float = Field(default=0.04, ge=0, le=1)
     min_agreement_ap: float = Field(default=0.5, ge=0, le=1, description="Target AP against reference detections.")
     min_fps: float | None = Field(default=None, gt=0, description="Target throughput (1 / mean latency), at least.")
     min_fps_ratio: float | None = Field(default=None, gt=0, description="Target FPS / reference FPS, at least.")
@@ -400,7 +427,7 @@ class ModelsFile(Strict):
         return self
 
 
-_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_VAR_RE = re.compile(r"\$?\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def default_cache_dir() -> Path:
@@ -417,13 +444,18 @@ def assets_dir() -> Path:
 
 
 def _expand(value: str, variables: dict[str, str]) -> str:
+    """Replace every ``${NAME}`` by its value; ``$${`` stands for a literal ``${`` (e.g. a variable of the device's
+    shell in ``setup``). An unset variable is an error, whatever the field."""
+
     def sub(m: re.Match[str]) -> str:
+        if m.group(0).startswith("$$"):
+            return m.group(0)[1:]
         key = m.group(1)
         if key in variables:
             return variables[key]
         if key in os.environ:
             return os.environ[key]
-        raise ValueError(f"unknown variable ${{{key}}} (set it in the environment)")
+        raise ValueError(f"unknown variable ${{{key}}} (set it in the environment, or write $${{{key}}} for a literal)")
 
     return _VAR_RE.sub(sub, value)
 
@@ -449,6 +481,9 @@ def _resolve_paths(
     loc: tuple[str | int, ...],
     errors: list[tuple[tuple[str | int, ...], str]],
 ) -> Any:
+    """One rule for every string value, whatever the field: ``${VAR}`` is expanded (an unset one is an error at
+    its position); path fields are then made absolute against the models.yaml folder. Mapping keys (output names,
+    override globs) are names, not values: they are left as written."""
     if isinstance(data, dict):
         out = {}
         for k, v in data.items():
@@ -465,6 +500,12 @@ def _resolve_paths(
         return out
     if isinstance(data, list):
         return [_resolve_paths(v, base, variables, (*loc, i), errors) for i, v in enumerate(data)]
+    if isinstance(data, str):
+        try:
+            return _expand(data, variables)
+        except ValueError as exc:
+            errors.append((loc, str(exc)))
+            return data
     return data
 
 
@@ -493,13 +534,36 @@ def _missing_files(spec: ModelSpec) -> list[tuple[tuple[str | int, ...], str]]:
     return out
 
 
+def _invalid_models(spec: ModelSpec) -> list[tuple[tuple[str | int, ...], str]]:
+    """ONNX files of an entry that do not load or fail ``onnx.checker`` (a text file, empty, truncated)."""
+    import onnx
+
+    checks: list[tuple[tuple[str | int, ...], Path]] = [(("reference",), spec.reference)]
+    if isinstance(spec.target, OnnxTarget):
+        checks.append((("target", "model"), spec.target.model))
+    out = []
+    for loc, path in checks:
+        if not path.is_file():
+            continue  # reported as missing
+        try:
+            onnx.checker.check_model(str(path))
+        except Exception as exc:  # protobuf, checker and OS errors alike mean "not a usable model"
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            size = path.stat().st_size
+            out.append((loc, f"not a valid ONNX model ({size} bytes): {path}: {detail}"))
+    return out
+
+
 def load_models(path: Path, *, check_files: bool = True) -> list[ModelSpec]:
     """Load and validate a models.yaml; raise one ConfigError listing every problem as ``file:LINE:COL``."""
     return load_project(path, check_files=check_files).models
 
 
-def load_project(path: Path, *, check_files: bool = True) -> ModelsFile:
-    """Like :func:`load_models`, with the ``devices`` list too."""
+def load_project(path: Path, *, check_files: bool = True, check_models: bool = False) -> ModelsFile:
+    """Like :func:`load_models`, with the ``devices`` list too.
+
+    ``check_models`` also loads every referenced ONNX file and runs ``onnx.checker`` on it (``qc validate``).
+    """
     path = Path(path)
     data, positions = load_yaml_with_positions(path)
     problems: list[tuple[int, int, str]] = []
@@ -541,6 +605,9 @@ def load_project(path: Path, *, check_files: bool = True) -> ModelsFile:
         for i, spec in enumerate(specs):
             for loc, msg in _missing_files(spec):
                 add(("models", i, *loc), msg)
+            if check_models:
+                for loc, msg in _invalid_models(spec):
+                    add(("models", i, *loc), msg)
     if problems:
         problems.sort()
         raise ConfigError("\n".join(p[2] for p in problems))

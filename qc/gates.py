@@ -49,15 +49,18 @@ def _fmt_list(violations: list[Violation], limit: int = 5) -> str:
 
 
 def layer_cosine(result: Comparison, thresholds: Thresholds) -> GateResult:
-    """Every matched layer's mean cosine (over images) must reach its threshold."""
-    if not result.layers:
+    """Every matched layer's mean cosine (over images) must reach its threshold; input-independent layers (constants,
+    folded or not) are not gated."""
+    layers = result.gated_layers()
+    if not layers:
         return GateResult(
             "layer_cosine",
             False,
-            f"{result.model}: no layer could be compared; {len(result.unmatched)} reference tensors were unmatched.",
+            f"{result.model}: no layer could be compared; {len(result.unmatched)} reference tensors were unmatched"
+            + (f", {len(result.layers)} compared ones are all input-independent." if result.layers else "."),
         )
     violations: list[Violation] = []
-    for row in result.layers:
+    for row in layers:
         m = row.metrics
         v = _below(
             f"{row.tensor} ({row.op_type}, #{row.index})",
@@ -68,10 +71,10 @@ def layer_cosine(result: Comparison, thresholds: Thresholds) -> GateResult:
         )
         if v is not None:
             violations.append(v)
-    defined = [r for r in result.layers if r.metrics.undefined is None and not math.isnan(r.metrics.cosine_mean)]
+    defined = [r for r in layers if r.metrics.undefined is None and not math.isnan(r.metrics.cosine_mean)]
     worst = min(defined, key=lambda r: r.metrics.cosine_mean) if defined else None
     metrics: dict[str, float | str] = {
-        "layers_compared": float(len(result.layers)),
+        "layers_compared": float(len(layers)),
         "layers_failing": float(len(violations)),
         "images": float(result.images),
     }
@@ -81,7 +84,7 @@ def layer_cosine(result: Comparison, thresholds: Thresholds) -> GateResult:
     if violations:
         first = violations[0]
         msg = (
-            f"{result.model}: {len(violations)} of {len(result.layers)} layers below their cosine threshold "
+            f"{result.model}: {len(violations)} of {len(layers)} layers below their cosine threshold "
             f"(first in topological order: {first.name}). {_fmt_list(sorted(violations, key=_key))}"
         )
         return GateResult("layer_cosine", False, msg, metrics, tuple(violations))

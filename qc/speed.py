@@ -6,7 +6,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +56,15 @@ class LayerTimeRow:
 
 @dataclass(frozen=True)
 class LayerProfile:
-    """Per-layer times plus the mean wall time of a profiled run (to measure the profiler's own overhead)."""
+    """Per-layer times plus the mean wall time of a profiled run (to measure the profiler's own overhead).
+
+    ``io`` holds input/output transfer rows that are not layers (the HTP's ``Input OpId_n`` / ``Output OpId_n``):
+    their ``share`` is of everything profiled (layers and transfers); the layer rows' shares are of the layers only.
+    """
 
     rows: list[LayerTimeRow]
     run_ms: float | None = None
+    io: list[LayerTimeRow] = field(default_factory=list)
 
 
 def with_shares(rows: Iterable[tuple[str, str, float]], unit: str) -> list[LayerTimeRow]:

@@ -74,8 +74,116 @@ class SshdServer:
                 killed += 1
         return killed
 
+    def connection_pids(self, client_port: int) -> list[int]:
+        """The sshd processes serving the connection from 127.0.0.1:``client_port`` (found via /proc/net/tcp).
+
+        That is the listener's child whose process tree holds the connection's socket, and every sshd process
+        below it (with privilege separation, the monitor and the unprivileged network child); not the user's
+        commands, which keep running.
+        """
+        inode = _connection_inode(self.port, client_port)
+        if inode is None:
+            raise AssertionError(f"no TCP connection 127.0.0.1:{client_port} -> 127.0.0.1:{self.port} in /proc/net/tcp")
+        for child in self.session_pids():
+            tree = [pid for pid in [child, *_descendants(child)] if _comm(pid).startswith("sshd")]
+            if any(inode in _socket_inodes(pid) for pid in tree):
+                return tree
+        raise AssertionError(f"no sshd process of {self.pid} holds the connection from port {client_port}")
+
+    def stall(self, client_port: int) -> Stall:
+        """A handle that freezes (SIGSTOP) and thaws (SIGCONT) the sshd serving one connection."""
+        return Stall(self.connection_pids(client_port))
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Stall:
+    """SIGSTOP the sshd processes of one connection: the server keeps the TCP connection open and says nothing.
+
+    Use as a context manager: whatever happens, the processes get SIGCONT again on exit (they then notice the
+    closed connection and exit).
+    """
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.stopped_at: float | None = None
+
+    def stop(self) -> None:
+        if self.stopped_at is None:
+            for pid in self.pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+            self.stopped_at = time.monotonic()
+
+    def resume(self) -> None:
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def __enter__(self) -> Stall:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.resume()
+
+
+def _tcp_rows() -> list[list[str]]:
+    rows: list[list[str]] = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            rows += [line.split() for line in Path(table).read_text().splitlines()[1:]]
+    return rows
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1], 16)
+
+
+def _connection_inode(server_port: int, client_port: int) -> str | None:
+    """The inode of the server side of the TCP connection client_port -> server_port."""
+    for row in _tcp_rows():
+        if len(row) > 9 and _port(row[1]) == server_port and _port(row[2]) == client_port:
+            return row[9]
+    return None
+
+
+def _listening_inodes(port: int) -> set[str]:
+    return {row[9] for row in _tcp_rows() if len(row) > 9 and _port(row[1]) == port and row[3] == "0A"}
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes: set[str] = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                children.setdefault(int(stat[stat.rfind(")") + 2 :].split()[1]), []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 @dataclass(frozen=True)
@@ -196,7 +304,7 @@ def sshd_server() -> Iterator[SshdServer]:
     log_path = folder / "sshd.log"
     proc: subprocess.Popen[bytes] | None = None
     port = 0
-    for _ in range(3):  # the port may be taken between probing and binding: try again
+    for _ in range(5):  # the port may be taken between probing and binding: try again
         port = free_port()
         (folder / "sshd_config").write_text(_config(folder, port, user))
         with log_path.open("ab") as log:
@@ -206,8 +314,10 @@ def sshd_server() -> Iterator[SshdServer]:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        if _wait_for_banner(port, proc, time.monotonic() + START_TIMEOUT_S):
-            break
+        if _wait_for_banner(port, proc, time.monotonic() + START_TIMEOUT_S) and _listening_inodes(
+            port
+        ) & _socket_inodes(proc.pid):
+            break  # the banner came from OUR sshd (another rig may have taken the port in between)
         proc.kill()
         proc.wait()
         proc = None

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +19,11 @@ from qc.config import OutputSpec, Slice
 from qc.errors import MetricError
 from qc.runners.base import Runner, batch_size_of, chunks, run_all_batch, run_batch
 
+log = logging.getLogger(__name__)
+
+# Ops whose output depends on their input's shape only, never on its values.
+SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
+
 
 @dataclass(frozen=True)
 class LayerRow:
@@ -25,6 +33,9 @@ class LayerRow:
     shape: str
     target_tensor: str
     metrics: MetricSummary
+    input_independent: bool = False
+    """No path from a graph input's values reaches it and its reference value was bit-identical on every image
+    (a constant, folded or not): listed with the layers but not gated."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,14 @@ class Comparison:
     outputs: list[OutputRow] = field(default_factory=list)
     unmatched: list[Unmatched] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def gated_layers(self) -> list[LayerRow]:
+        """The layers the per-layer gate judges: every compared layer except the input-independent ones."""
+        return [row for row in self.layers if not row.input_independent]
+
+    def input_independent_layers(self) -> list[LayerRow]:
+        """Layers whose value does not depend on the input (listed apart, never gated)."""
+        return [row for row in self.layers if row.input_independent]
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -127,6 +146,68 @@ class OutputAccumulator:
         return out
 
 
+def input_independent_tensors(model: Any) -> set[str]:
+    """Tensors of an ONNX model that no graph input's *values* reach: graph reachability from the inputs.
+
+    Initializers and ``Constant`` outputs start independent; a node's outputs depend on the input when one of its
+    inputs (or, for ``If``/``Loop``/``Scan``, a name its subgraphs read from the outer scope) does, except for
+    ``Shape`` and ``Size``, whose outputs carry the input's shape only. A graph input that has an initializer of the
+    same name (old exporters list weights as inputs) counts as a constant.
+    """
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    dependent = {i.name for i in graph.input if i.name not in initializers}
+    produced: set[str] = set()
+    for node in graph.node:  # ONNX requires topological order
+        reads = [n for n in node.input if n] + sorted(_outer_names(node))
+        varies = node.op_type not in SHAPE_ONLY_OPS and any(n in dependent for n in reads)
+        for out in node.output:
+            if out:
+                produced.add(out)
+                if varies:
+                    dependent.add(out)
+    return (produced | initializers) - dependent
+
+
+def _outer_names(node: Any) -> set[str]:
+    """Names a node's subgraphs read (their own outputs and initializers excluded: an over-approximation is safe)."""
+    names: set[str] = set()
+    for attr in node.attribute:
+        graphs = ([attr.g] if attr.HasField("g") else []) + list(attr.graphs)
+        for g in graphs:
+            local = {t.name for t in g.initializer} | {i.name for i in g.input}
+            for sub in g.node:
+                names.update(n for n in sub.input if n and n not in local)
+                names.update(_outer_names(sub))
+                local.update(sub.output)
+    return names
+
+
+def _graph_independent(reference: Runner) -> set[str] | None:
+    """:func:`input_independent_tensors` of the reference's ONNX file; None when it cannot be read as ONNX."""
+    try:
+        path = Path(reference.model_path())
+    except (AttributeError, NotImplementedError):
+        return None
+    if path.suffix.lower() != ".onnx" or not path.is_file():
+        return None
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # a reference that cannot be parsed fails elsewhere with its own message
+        log.warning("%s: cannot read the graph to find input-independent tensors: %s", path, exc)
+        return None
+    return input_independent_tensors(model)
+
+
+def _digest(a: np.ndarray) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(np.ascontiguousarray(a).view(np.uint8).reshape(-1).data)
+    return h.digest()
+
+
 def compare_stream(
     model: str,
     reference: Runner,
@@ -143,6 +224,10 @@ def compare_stream(
     """
     matched = [m for m in matches if m.target is not None]
     layer_acc = {m.reference.name: MetricAccumulator() for m in matched}
+    # Input-independent candidates by graph reachability; confirmed when their value is the same on every image.
+    graph_independent = _graph_independent(reference)
+    candidates = {m.reference.name for m in matched} & (graph_independent or set())
+    digests: dict[str, bytes | None] = {}  # None once the value changed between images
     out_acc = OutputAccumulator(model, list(reference.graph().outputs), outputs)
     shapes: dict[str, str] = {}
     images = 0
@@ -164,6 +249,10 @@ def compare_stream(
                 else:
                     stats = _stats(a, b)
                     shapes.setdefault(m.reference.name, _fmt(a.shape))
+                    if m.reference.name in candidates:
+                        digest = _digest(a)
+                        if digests.setdefault(m.reference.name, digest) != digest:
+                            digests[m.reference.name] = None
                 layer_acc[m.reference.name].add(stats, image_id)
             del tgt_all
             tgt_out, tgt_outs[k] = tgt_outs[k], {}
@@ -171,6 +260,7 @@ def compare_stream(
             del ref_all, tgt_out
         del tgt_alls, tgt_outs
     result = Comparison(model=model, images=images)
+    independent = {name for name, digest in digests.items() if digest is not None}
     for m in matched:
         result.layers.append(
             LayerRow(
@@ -180,7 +270,20 @@ def compare_stream(
                 shape=shapes.get(m.reference.name, _fmt(m.reference.shape)),
                 target_tensor=m.target or "",
                 metrics=layer_acc[m.reference.name].summary(),
+                input_independent=m.reference.name in independent,
             )
+        )
+    if graph_independent is None:
+        result.notes.append(
+            "input-independent tensors not determined (the reference is not a readable ONNX file): "
+            "every layer is gated."
+        )
+    elif independent:
+        names = [m.reference.name for m in matched if m.reference.name in independent]
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        result.notes.append(
+            f"{len(names)} input-independent layer(s) (no path from a graph input, the same value on all {images} "
+            f"image(s)) are listed with input_independent=true and not gated: {shown}."
         )
     result.outputs = out_acc.rows()
     result.unmatched = [

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError, model_validator
 
 from qc.config import ImageData
-from qc.errors import DataError
+from qc.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -62,18 +63,124 @@ def file_sha256(path: Path) -> str:
     return _SHA_CACHE[key]
 
 
+class _CocoItem(BaseModel):
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+
+class _CocoImage(_CocoItem):
+    id: StrictInt
+    file_name: StrictStr = Field(min_length=1)
+    width: StrictInt | None = Field(default=None, ge=0)
+    height: StrictInt | None = Field(default=None, ge=0)
+
+
+class _CocoCategory(_CocoItem):
+    id: StrictInt
+    name: StrictStr = Field(min_length=1)
+
+
+class _CocoAnnotation(_CocoItem):
+    image_id: StrictInt
+    category_id: StrictInt
+    bbox: list[StrictFloat] = Field(min_length=4, max_length=4)
+    iscrowd: StrictInt = Field(default=0, ge=0, le=1)
+    area: StrictFloat | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _size(self) -> _CocoAnnotation:
+        if self.bbox[2] < 0 or self.bbox[3] < 0:
+            raise ValueError(f"bbox [x, y, w, h] needs w >= 0 and h >= 0, found {list(self.bbox)}")
+        return self
+
+
+class _CocoFile(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    images: list[_CocoImage]
+    annotations: list[_CocoAnnotation]
+    categories: list[_CocoCategory]
+
+
+MAX_LISTED = 20
+
+
+def _json_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(file)"
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _unique_ids(coco: Any, key: str, source: Path, problems: list[str]) -> set[int] | None:
+    """The integer ids of ``coco[key]`` (None when that list is unusable); duplicates are problems."""
+    items = coco.get(key) if isinstance(coco, dict) else None
+    if not isinstance(items, list):
+        return None
+    first: dict[int, int] = {}
+    for i, item in enumerate(items):
+        value = item.get("id") if isinstance(item, dict) else None
+        if not _is_int(value):
+            continue
+        assert isinstance(value, int)
+        if value in first:
+            problems.append(f"{source.name}: {key}[{i}].id: duplicate id {value} (also {key}[{first[value]}])")
+        first.setdefault(value, i)
+    return set(first)
+
+
+def validate_coco(coco: Any, source: Path) -> dict[str, Any]:
+    """Check a COCO annotation dict; raise one :class:`DataError` listing every problem as ``file: json.path: ...``.
+
+    Images need an integer ``id`` (unique) and a ``file_name``; categories an integer ``id`` (unique) and a ``name``;
+    annotations an ``image_id`` and a ``category_id`` that exist and a ``bbox`` of 4 finite numbers with w, h >= 0.
+    """
+    problems: list[str] = []
+    try:
+        _CocoFile.model_validate(coco)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "missing":
+                msg = "required field is missing"
+            elif "input" in err and err["type"] not in ("model_type", "value_error", "list_type"):
+                msg = f"{msg}, found {err['input']!r}"
+            problems.append(f"{source.name}: {_json_path(tuple(err['loc']))}: {msg}")
+    # Cross references, on whatever is well-typed (so every problem is listed in one go).
+    image_ids = _unique_ids(coco, "images", source, problems)
+    category_ids = _unique_ids(coco, "categories", source, problems)
+    annotations = coco.get("annotations") if isinstance(coco, dict) else None
+    for i, ann in enumerate(annotations if isinstance(annotations, list) else []):
+        if not isinstance(ann, dict):
+            continue
+        for key, known, what in (("image_id", image_ids, "image"), ("category_id", category_ids, "category")):
+            ref = ann.get(key)
+            if _is_int(ref) and known is not None and ref not in known:
+                problems.append(f"{source.name}: annotations[{i}].{key}: no {what} has id {ref}")
+    if problems:
+        shown = problems[:MAX_LISTED]
+        more = f"\n... and {len(problems) - MAX_LISTED} more problem(s)" if len(problems) > MAX_LISTED else ""
+        raise DataError(f"{source}: invalid COCO annotations ({len(problems)} problem(s)):\n" + "\n".join(shown) + more)
+    assert isinstance(coco, dict)
+    return coco
+
+
 def load_image_set(data: ImageData, *, limit: int | None = None) -> ImageSet:
     """Read an image set. ``limit`` (or ``data.limit``) keeps the first N images by id (COCO) or by name."""
-    cap = min(x for x in (limit, data.limit) if x is not None) if (limit or data.limit) else None
+    for what, value in (("the image limit", limit), ("the image set's 'limit'", data.limit)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{what} must be at least 1, found {value} (0 or a negative count is not 'all').")
+    caps = [x for x in (limit, data.limit) if x is not None]
+    cap = min(caps) if caps else None
     if data.coco is not None:
         ann_path = data.coco.annotations
         try:
-            coco = json.loads(ann_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+            raw = json.loads(ann_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DataError(f"{ann_path}: cannot read COCO annotations: {exc}.") from None
-        for key in ("images", "annotations", "categories"):
-            if not isinstance(coco.get(key), list):
-                raise DataError(f"{ann_path}: COCO annotations need a '{key}' list; it is missing or not a list.")
+        coco = validate_coco(raw, ann_path)
         images = sorted(coco["images"], key=lambda im: int(im["id"]))
         if cap is not None:
             images = images[:cap]

@@ -15,6 +15,18 @@ __all__ = ["RunDir"]
 log = logging.getLogger("qc.device")
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_END = "__qc_resolved__"
+
+
+def refuse_control_characters(path: str, what: str) -> None:
+    """Raise DeviceError if ``path`` holds a control character (C0, DEL or C1), naming it and where."""
+    found = _CONTROL.search(path)
+    if found is not None:
+        raise DeviceError(
+            f"{what} {path!r} contains the control character {found.group()!r} at offset {found.start()}; "
+            "remote paths must not hold control characters."
+        )
 
 
 class RunDir:
@@ -25,7 +37,12 @@ class RunDir:
 
     :meth:`remove` deletes only below the run folder: a path is normalised lexically (``..``, ``//``, ``.``),
     must lie strictly inside the run folder, and its parent folder is then resolved physically on the device
-    (``cd -P``), so a symlink inside the run folder cannot redirect the delete elsewhere.
+    (``cd -P``), so a symlink inside the run folder cannot redirect the delete elsewhere. The resolved target
+    must lie strictly inside the physical run folder, and the delete itself runs in the physically resolved
+    parent after checking that it still resolves there.
+
+    Remote paths holding control characters (a newline could split ``pwd -P``'s answer) are refused, in the
+    root given here and in every path the device resolves.
     """
 
     def __init__(
@@ -39,7 +56,8 @@ class RunDir:
     ) -> None:
         if not _RUN_ID.match(run_id):
             raise DeviceError(f"Run id {run_id!r} must be 1-128 characters of letters, digits, '.', '_' or '-'.")
-        if not root.startswith("/") or "\x00" in root:
+        refuse_control_characters(root, "Remote root")
+        if not root.startswith("/"):
             raise DeviceError(f"Remote root {root!r} must be an absolute path.")
         self.transport = transport
         self.root = posixpath.normpath(root)
@@ -102,11 +120,22 @@ class RunDir:
             return  # the parent does not exist, so neither does the path
         if physical_parent != physical_run and not physical_parent.startswith(physical_run + "/"):
             raise DeviceError(
-                f"Refusing to delete {path!r}: its folder resolves to {physical_parent}, "
-                f"outside the run folder {physical_run} (symlink?)."
+                f"Refusing to delete {path!r}: its folder resolves to {physical_parent} on the device, "
+                f"outside the run folder {self.path} (physically {physical_run}; symlink?)."
             )
         target = posixpath.join(physical_parent, name)
-        self.transport.run(["rm", "-rf", "--", target], deadline_s=self.deadline_s, idempotent=True, check=True)
+        if not target.startswith(physical_run + "/"):
+            raise DeviceError(
+                f"Refusing to delete {path!r}: on the device it resolves to {target}, which is not inside the run "
+                f"folder {self.path} (physically {physical_run})."
+            )
+        qparent = quote_remote_path(physical_parent)
+        script = (
+            f"cd -P -- {qparent} 2>/dev/null || exit 0; "
+            f'[ "$(pwd -P)" = {qparent} ] || {{ printf "%s now resolves elsewhere\\n" {qparent} >&2; exit 3; }}; '
+            f"rm -rf -- {quote_remote_path(name)}"
+        )
+        self.transport.run(script, deadline_s=self.deadline_s, idempotent=True, check=True)
 
     def cleanup(self, *, failed: bool = False) -> None:
         """Remove the run folder, or keep it (and log where) after a failure when ``keep_on_failure``."""
@@ -117,16 +146,23 @@ class RunDir:
         self._physical = None
 
     def _resolve(self, folder: str) -> str | None:
-        """The physical path of a folder on the device (symlinks resolved), or None if it does not exist."""
+        """The physical path of a folder on the device (symlinks resolved), or None if it does not exist.
+
+        The answer is framed by an end marker and must be exactly one absolute path without control
+        characters: a folder name holding a newline cannot pass off one of its lines as the answer.
+        """
         result = self.transport.run(
-            f"cd -P -- {quote_remote_path(folder)} 2>/dev/null && pwd -P",
+            f"cd -P -- {quote_remote_path(folder)} 2>/dev/null && pwd -P && echo {_END}",
             deadline_s=self.deadline_s,
             idempotent=True,
         )
         if result.rc != 0:
             return None
-        lines = result.stdout.splitlines()
-        resolved = lines[-1] if lines else ""
-        if not resolved.startswith("/"):
+        tail = f"\n{_END}\n"
+        if not result.stdout.endswith(tail):
             raise DeviceError(f"Cannot resolve {folder} on the device: 'pwd -P' printed {result.stdout!r}.")
+        resolved = result.stdout[: -len(tail)]
+        refuse_control_characters(resolved, f"{folder} resolves on the device to a path that")
+        if not resolved.startswith("/"):
+            raise DeviceError(f"Cannot resolve {folder} on the device: 'pwd -P' printed {resolved!r}.")
         return resolved

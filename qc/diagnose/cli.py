@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from qc.cliutil import positive_int
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``diagnose`` sub-command on ``qc``'s sub-parsers (``build_parser``'s ``sub``)."""
@@ -15,7 +17,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("model", nargs="+", help="models.yaml entry name(s); several also write patterns.csv")
     p.add_argument("--models", default="models.yaml")
-    p.add_argument("--images", type=int, default=None, help="use at most N evaluation images")
+    p.add_argument("--images", type=positive_int, default=None, help="use at most N evaluation images (N >= 1)")
     p.add_argument("--report-dir", default="reports")
     p.set_defaults(func=run)
     return p

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any
 from qc.cache import atomic_write_text
 from qc.diagnose.advice import models_file
 from qc.diagnose.stage import Diagnosis
+from qc.jsonio import dumps, read_json
 
 LOCAL_COLUMNS = ("index", "tensor", "op_type", "cosine", "cosine_local", "sqnr_db", "sqnr_db_local")
 
@@ -33,17 +33,6 @@ def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     for row in rows:
         writer.writerow(["" if v is None else v for v in row])
     return buf.getvalue()
-
-
-def _clean(value: Any) -> Any:
-    """JSON without NaN/Infinity (strict parsers reject them): non-finite floats become strings."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 def summary_json(d: Diagnosis) -> dict[str, Any]:
@@ -77,7 +66,7 @@ def summary_json(d: Diagnosis) -> dict[str, Any]:
         "notes": d.notes,
         "timings": d.timings,
     }
-    return _clean(data)  # type: ignore[no-any-return]
+    return data
 
 
 def local_csv(d: Diagnosis) -> str:
@@ -208,7 +197,7 @@ def write_diagnosis(d: Diagnosis, folder: Path) -> list[Path]:
     """Every per-model file into ``folder``; returns the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {
-        "diagnosis.json": json.dumps(summary_json(d), indent=1),
+        "diagnosis.json": dumps(summary_json(d), indent=1),
         "local.csv": local_csv(d),
         "ranges.csv": ranges_csv(d),
         "sensitivity.csv": sensitivity_csv(d),
@@ -216,7 +205,7 @@ def write_diagnosis(d: Diagnosis, folder: Path) -> list[Path]:
     advice = d.advice
     if advice is not None and advice.yaml_entry:
         files["advised.models.yaml"] = models_file(advice.yaml_entry)
-        files["snpe_overrides.json"] = json.dumps(advice.snpe_overrides, indent=1)
+        files["snpe_overrides.json"] = dumps(advice.snpe_overrides, indent=1)
     out = []
     for name, text in files.items():
         atomic_write_text(folder / name, text)
@@ -302,7 +291,7 @@ def write_patterns_from_reports(report_dir: Path) -> Path:
     """patterns.csv from every ``<report_dir>/*/patterns.json`` (one per diagnosed model, any process)."""
     items: list[tuple[str, list[tuple[str, str, str, float]]]] = []
     for file in sorted(report_dir.glob("*/patterns.json")):
-        data = json.loads(file.read_text(encoding="utf-8"))
+        data = read_json(file)
         items.append((data["model"], [(r[0], r[1], r[2], float(r[3])) for r in data["rows"]]))
     path = report_dir / "patterns.csv"
     atomic_write_text(path, patterns_csv(pattern_rows(items)))
@@ -312,5 +301,5 @@ def write_patterns_from_reports(report_dir: Path) -> Path:
 def write_pattern_items(d: Diagnosis, folder: Path) -> Path:
     model, rows = pattern_items(d)
     path = folder / "patterns.json"
-    atomic_write_text(path, json.dumps(_clean({"model": model, "rows": [list(r) for r in rows]})))
+    atomic_write_text(path, dumps({"model": model, "rows": [list(r) for r in rows]}))
     return path

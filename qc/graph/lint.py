@@ -247,6 +247,8 @@ def rule_channels_multiple_32(view: GraphView) -> list[Finding]:
         c_out = info.c_out if info is not None else view.dim(n.outputs[0], view.channel_axis)
         if c_out is None or c_out % 32 == 0:
             continue
+        up, down = ((c_out + 31) // 32) * 32, c_out // 32 * 32
+        choice = f"{up} (or {down})" if down else str(up)  # below 32 channels the only multiple is 32
         out.append(
             Finding(
                 "channels-multiple-32",
@@ -255,8 +257,7 @@ def rule_channels_multiple_32(view: GraphView) -> list[Finding]:
                 n.op_type,
                 f"Conv {n.name!r} has {c_out} output channels, not a multiple of 32.",
                 "The DSP works on channel tiles of 32: the remainder costs as much as a full tile.",
-                f"Where the architecture allows, use {((c_out + 31) // 32) * 32} (or {max(32, c_out // 32 * 32)}) "
-                "channels.",
+                f"Where the architecture allows, use {choice} channels.",
                 nodes=(n.name,),
             )
         )

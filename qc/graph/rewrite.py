@@ -10,7 +10,6 @@ instance by instance, and the instances that still differ are rolled back and re
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from qc import jsonio
 from qc.errors import ConfigError, DataError, ModelError
 from qc.graph.lint import RULES
 from qc.graph.match import (
@@ -929,5 +929,5 @@ def save_fixed(result: RewriteResult, path: str | Path, *, sidecar: bool = True)
             "unsafe": [{"rule": r, "reason": why} for r, why in result.unsafe],
             "max_abs_diff": result.max_abs_diff,
         }
-        Path(f"{target}.rewrites.json").write_text(json.dumps(info, indent=2, default=list) + "\n")
+        Path(f"{target}.rewrites.json").write_text(jsonio.dumps(info, indent=2, default=list) + "\n")
     return target

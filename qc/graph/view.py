@@ -515,7 +515,8 @@ def canonical_op(qnn_type: str, params: Mapping[str, str] | None = None) -> str:
     ``Eltwise_Binary``/``ElementWiseBinary`` are resolved through their ``operation`` parameter (numeric code or
     name: 2 -> Div, 0 -> Add, 13 -> Mul, 18 -> Sub ...); likewise ``ElementWiseUnary`` and ``ElementWiseNeuron``.
     ``Conv2d``/``DepthWiseConv2d`` -> Conv, ``FullyConnected`` -> Gemm, ``StridedSlice`` -> Slice. Unknown types
-    are returned unchanged (stripped), and a binary op whose code is unknown becomes ``"Eltwise_Binary:<code>"``.
+    are returned unchanged (stripped), a binary op whose code is unknown becomes ``"Eltwise_Binary:<code>"`` and an
+    activation whose code is unknown ``"ElementWiseNeuron(op=<code>)"``.
     """
     params = params or {}
     k = _key(qnn_type)
@@ -530,9 +531,9 @@ def canonical_op(qnn_type: str, params: Mapping[str, str] | None = None) -> str:
     if k in _UNARY_TYPES:
         found = _code_lookup(op_param, _UNARY_CODES, {})
         return found if found is not None else f"{qnn_type.strip()}:{op_param}"
-    if k in _NEURON_TYPES:
+    if k in _NEURON_TYPES:  # an unknown activation code is reported, never guessed: ElementWiseNeuron(op=12)
         found = _code_lookup(op_param, _NEURON_CODES, {"relu6": "Clip", "reluminmax": "Clip"})
-        return found if found is not None else f"{qnn_type.strip()}:{op_param}"
+        return found if found is not None else f"{qnn_type.strip()}(op={op_param})"
     return _QNN_TO_ONNX.get(k, qnn_type.strip())
 
 

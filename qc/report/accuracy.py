@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from qc.cache import atomic_write_text
 from qc.data.images import ImageSet, read_rgb
 from qc.eval.accuracy import AccuracyResult, DetectionSet
 from qc.eval.pictures import draw_side_by_side
+from qc.jsonio import write_json
 
 
 def write_accuracy(
@@ -25,9 +24,9 @@ def write_accuracy(
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, dets in (("detections_reference.json", ref), ("detections_target.json", tgt)):
-        atomic_write_text(folder / name, json.dumps(dets.coco_results(result.category_map)))
+        write_json(folder / name, dets.coco_results(result.category_map), indent=None)
         written.append(folder / name)
-    atomic_write_text(folder / "accuracy.json", json.dumps(result.summary(), indent=1))
+    write_json(folder / "accuracy.json", result.summary())
     written.append(folder / "accuracy.json")
     paths = {item.image_id: item.path for item in images.items}
     pic_dir = folder / "pictures"

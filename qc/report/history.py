@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import sqlite3
 import subprocess
@@ -56,6 +57,17 @@ class RunInfo:
     run_id: str
     time: str
     git_commit: str | None
+
+
+def run_count(text: str) -> int:
+    """``qc history --last N``: a whole number of runs, at least 1 (an argparse ``type``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of runs (1 or more), found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more runs, found {value}")
+    return value
 
 
 def git_commit(cwd: Path | None = None) -> str | None:

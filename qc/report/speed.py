@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 from qc.cache import atomic_write_text
 from qc.graph.lint import Finding
+from qc.jsonio import write_json
 from qc.report.tables import to_csv
 from qc.speed import LatencyStats, LayerTimeRow, op_type_shares
 
@@ -24,6 +24,7 @@ def write_speed(
     layers: Sequence[LayerTimeRow],
     *,
     profiling_overhead: float | None = None,
+    io: Sequence[LayerTimeRow] = (),
 ) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     unit = layers[0].unit if layers else ""
@@ -34,9 +35,12 @@ def write_speed(
         "profiled_layer_time_total": sum(r.time for r in layers),
         "profiled_unit": unit,
         "profiling_overhead": profiling_overhead,
+        "io_transfers": [asdict(r) for r in io],
+        "io_time_total": sum(r.time for r in io) if io else None,
+        "io_share_of_profile": sum(r.share for r in io) if io else None,
         "note": "FPS and latency come from timed runs without profiling; layer times from a separate profiled run.",
     }
-    atomic_write_text(folder / "speed.json", json.dumps(data, indent=1))
+    write_json(folder / "speed.json", data)
     atomic_write_text(folder / "layer_times.csv", to_csv(LAYER_TIME_COLUMNS, [asdict(r) for r in layers]))
     ops = [
         {"op_type": op, "time": t, "unit": unit, "share": share, "layers": n}

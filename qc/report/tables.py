@@ -29,6 +29,7 @@ LAYER_COLUMNS = (
     "mse_mean",
     "max_abs",
     "undefined",
+    "input_independent",
 )
 OUTPUT_COLUMNS = (
     "output",
@@ -86,6 +87,7 @@ def write_comparison(result: Comparison, folder: Path) -> list[Path]:
             "shape": r.shape,
             "target_tensor": r.target_tensor,
             **_metrics(r.metrics),
+            "input_independent": "true" if r.input_independent else "false",
         }
         for r in result.layers
     ]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,107 @@ def float_node_names(model: Any, settings: QuantSettings, entry: str) -> list[st
             keep.add(node.name)
             frontier.update(o for o in node.output if o)
     return sorted(keep)
+
+
+@contextmanager
+def quantizer_messages_to_log(entry: str) -> Iterator[None]:
+    """Route onnxruntime's quantizer warnings (root-logger records, ``warnings.warn``) into qc's log at DEBUG.
+
+    The quantizer logs through the root logger, so without this every CLI command and every worker prints them.
+    """
+
+    def keep(record: logging.LogRecord) -> bool:
+        if "onnxruntime" in record.pathname.replace("\\", "/").split("/"):
+            log.debug("%s: onnxruntime quantizer: %s", entry, record.getMessage())
+            return False
+        return True
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for w in caught:
+            log.debug("%s: onnxruntime quantizer warning: %s", entry, w.message)
+    finally:
+        root.removeFilter(keep)
+
+
+def preprocess_for_quantizer(model: Any, entry: str) -> tuple[Any, str | None]:
+    """The quantizer's pre-processing (ONNX shape inference; onnxruntime asks for it), when it keeps the graph intact.
+
+    Only shape inference runs (``quant_pre_process`` with optimization and symbolic inference off): fusions would
+    rename or remove the tensors qc compares layer by layer. The result is used only when every node keeps its name
+    and op type; the returned note says what was done (for the run's settings), or None when it was not applied.
+    """
+    import onnx
+    from onnxruntime.quantization import quant_pre_process
+
+    before = [(n.name, n.op_type, tuple(n.output)) for n in model.graph.node]
+    with tempfile.TemporaryDirectory(prefix="qc-preprocess-") as tmp:
+        out = Path(tmp) / "pre.onnx"
+        try:
+            with quantizer_messages_to_log(entry):
+                quant_pre_process(model, str(out), skip_optimization=True, skip_symbolic_shape=True)
+            done = onnx.load(str(out))
+        except Exception as exc:  # shape inference can fail on exotic graphs; quantization still works without it
+            log.info("%s: quantization pre-processing skipped: %s", entry, exc)
+            return model, None
+    after = [(n.name, n.op_type, tuple(n.output)) for n in done.graph.node]
+    if after != before:
+        log.info("%s: quantization pre-processing would change the graph; quantizing the model as it is", entry)
+        return model, None
+    return done, "pre-processed for quantization: ONNX shape inference (onnxruntime quant_pre_process, no fusions)"
+
+
+def requantize_biases(model: Any, bits: int) -> list[str]:
+    """Re-quantize the int32 biases of a QDQ model to ``bits``-bit symmetric integers with their own scale; in place.
+
+    onnxruntime's quantizer stores a Conv/Gemm bias as int32 at scale input_scale x weight_scale. SNPE's
+    ``--bias_bitwidth 8`` gives the bias its own 8-bit encoding instead; this reproduces that rounding: each bias
+    DequantizeLinear gets int8 data and one per-tensor scale (max |bias| / 127). Returns the biases changed.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    qmax = float(2 ** (bits - 1) - 1)
+    np_type = {8: np.int8, 16: np.int16}[bits]
+    changed: list[str] = []
+    for node in graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose", "Gemm") or len(node.input) < 3 or not node.input[2]:
+            continue
+        dq = producers.get(node.input[2])
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits:
+            continue
+        q = numpy_helper.to_array(inits[dq.input[0]])
+        if q.dtype != np.int32:
+            continue
+        scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
+        zero = numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64) if len(dq.input) > 2 and dq.input[2] else 0
+        bias = (q.astype(np.float64) - zero) * scale
+        peak = float(np.max(np.abs(bias))) if bias.size else 0.0
+        new_scale = peak / qmax if peak > 0 else 1.0
+        values = np.clip(np.round(bias / new_scale), -qmax, qmax).astype(np_type)
+        base = f"{dq.input[0]}_b{bits}"
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(values, base),
+                numpy_helper.from_array(np.array(new_scale, dtype=np.float32), f"{base}_scale"),
+                numpy_helper.from_array(np.array(0, dtype=np_type), f"{base}_zero_point"),
+            ]
+        )
+        del dq.input[:]
+        dq.input.extend([base, f"{base}_scale", f"{base}_zero_point"])
+        for attr in list(dq.attribute):
+            if attr.name == "axis":
+                dq.attribute.remove(attr)
+        changed.append(node.input[2])
+    onnx.checker.check_model(model)
+    return changed
 
 
 class _Reader:
@@ -112,13 +215,16 @@ def quantize_int8(
     calibration: Iterable[dict[str, np.ndarray]],
     out: Path,
     entry: str,
+    notes: list[str] | None = None,
     *,
     extra_options: Mapping[str, Any] | None = None,
 ) -> int:
     """Quantize ``reference`` to a QDQ model at ``out``; returns the number of calibration inputs used.
 
-    ``extra_options`` are merged last into onnxruntime's ``extra_options`` (a backend's own overrides, for example
-    the QNN EP's, computed from the same settings)."""
+    ``notes`` receives one line per transformation applied on the way (pre-processing, bias bit width), for the
+    run's settings. ``extra_options`` are merged last into onnxruntime's ``extra_options`` (a backend's own
+    overrides, for example the QNN EP's, computed from the same settings).
+    """
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -133,6 +239,8 @@ def quantize_int8(
     renamed = rename_clashing_initializers(model)
     if renamed:
         log.warning("%s: renamed %s before quantizing (onnxruntime would clobber them)", entry, renamed)
+    model, pre = preprocess_for_quantizer(model, entry)
+    applied = [pre] if pre else []
     op_types = sorted({n.op_type for n in model.graph.node} - set(settings.float_op_types) - {"Constant"})
     method = CalibrationMethod.Percentile if settings.activation_quantizer == "enhanced" else CalibrationMethod.MinMax
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
@@ -161,19 +269,20 @@ def quantize_int8(
     source = Path(workdir.name) / "model.onnx"
     onnx.save(model, str(source))
     try:
-        quantize_static(
-            str(source),
-            str(tmp),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=op_types,
-            per_channel=settings.per_channel,
-            activation_type=QuantType.QUInt16 if settings.activation_bitwidth == 16 else QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=exclude,
-            calibrate_method=method,
-            extra_options=extra,
-        )
+        with quantizer_messages_to_log(entry):
+            quantize_static(
+                str(source),
+                str(tmp),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=op_types,
+                per_channel=settings.per_channel,
+                activation_type=QuantType.QUInt16 if settings.activation_bitwidth == 16 else QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude,
+                calibrate_method=method,
+                extra_options=extra,
+            )
     except Exception as exc:
         tmp.unlink(missing_ok=True)
         raise ModelError(f"{entry}: onnxruntime quantize_static failed on {reference}: {exc}") from None
@@ -182,5 +291,14 @@ def quantize_int8(
     if reader.count == 0:
         tmp.unlink(missing_ok=True)
         raise ModelError(f"{entry}: the calibration set produced no inputs; quantization needs at least one image.")
+    if settings.bias_bitwidth != 32:
+        quantized = onnx.load(str(tmp))
+        changed = requantize_biases(quantized, settings.bias_bitwidth)
+        onnx.save(quantized, str(tmp))
+        applied.append(
+            f"bias_bitwidth {settings.bias_bitwidth}: {len(changed)} biases re-quantized with their own scale"
+        )
     tmp.replace(out)
+    if notes is not None:
+        notes.extend(applied)
     return reader.count

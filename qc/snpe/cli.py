@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from qc.cliutil import positive_int
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``hostsim`` sub-command on ``qc``'s sub-parsers (``build_parser``'s ``sub``)."""
@@ -18,7 +20,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("model", nargs="+", help="models.yaml entry name(s) of kind 'snpe'")
     p.add_argument("--models", default="models.yaml")
-    p.add_argument("--images", type=int, default=None, help="use at most N evaluation images")
+    p.add_argument("--images", type=positive_int, default=None, help="use at most N evaluation images (N >= 1)")
     p.add_argument("--report-dir", default="reports")
     p.add_argument(
         "--float-weights",

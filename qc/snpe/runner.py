@@ -35,23 +35,28 @@ and the percentiles are NaN (unknown, never invented). :meth:`SnpeRunner.layer_t
 back to the text form; op types come from ``snpe-dlc-info``.
 
 ``snpe-dlc-info`` and ``snpe-diagview`` run on this machine when they are on its PATH, else on the device.
+
+Every ``snpe-net-run`` call is checked against what it printed: an input file named more often than
+``input_list.txt`` lists it means the input buffers are set up wrong (:func:`qc.snpe.tools.check_processed_inputs`).
+
+The work is split by concern: :mod:`qc.snpe.tensors` (dlc-info index, input files, output files and
+dequantization), :mod:`qc.snpe.tools` (tool calls, ``snpe-net-run`` retries and checks), :mod:`qc.snpe.profile`
+(diagview and the layer profile); this module holds the runner: sessions, batching, matching, the Runner API.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import itertools
 import logging
 import math
 import os
 import posixpath
 import secrets
-import shlex
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,22 +65,40 @@ from qc.compare.matching import NHWC_TO_NCHW, LayoutMatch, match_layout, tensor_
 from qc.config import DeviceSpec, SnpeTarget
 from qc.device.pool import DevicePool
 from qc.device.rundir import RunDir
-from qc.device.transport import CommandResult, LocalTransport, SshConfig, SshTransport, Transport
-from qc.errors import DataError, DeviceError, ModelError, ParseError
-from qc.runners.base import GraphTensors, TensorDict, TensorInfo
-from qc.snpe.parsers import (
-    DlcInfo,
-    Encoding,
-    LayerTimes,
-    parse_diagview_csv,
-    parse_diagview_text,
-    parse_dlc_info_text,
-    parse_failed_write,
-    parse_throughput,
+from qc.device.transport import CommandResult, LocalTransport, Transport
+from qc.errors import DeviceError, ModelError, ParseError
+from qc.runners.base import GraphTensors, TensorDict
+from qc.snpe.parsers import DlcInfo, parse_dlc_info_text, parse_throughput
+from qc.snpe.profile import layer_profile, read_layer_times
+from qc.snpe.tensors import (
+    NATIVE_DTYPES,
+    Plan,
+    TensorSpec,
+    as_read,
+    debug_folders,
+    dequantize,
+    index_dlc,
+    quantize,
+    read_output,
+    write_inputs,
 )
-from qc.speed import LatencyStats, LayerProfile, LayerTimeRow
+from qc.snpe.tools import (
+    NET_RUN_RUNTIME_FLAGS,
+    THROUGHPUT_RUNTIME_FLAGS,
+    RunRecord,
+    Session,
+    device_label,
+    failure,
+    make_transport,
+    mkdirs,
+    net_run,
+    net_run_argv,
+    run_tool,
+)
+from qc.speed import LatencyStats, LayerProfile
 
 __all__ = [
+    "DIAG_LOGS",
     "NATIVE_DTYPES",
     "NET_RUN_RUNTIME_FLAGS",
     "THROUGHPUT_RUNTIME_FLAGS",
@@ -83,167 +106,14 @@ __all__ = [
     "dequantize",
     "device_label",
     "make_transport",
+    "maybe_session",
     "quantize",
 ]
 
 log = logging.getLogger("qc.snpe")
 
-NET_RUN_RUNTIME_FLAGS: dict[str, tuple[str, ...]] = {
-    "dsp": ("--use_dsp",),
-    "gpu": ("--use_gpu",),
-    "gpu_fp16": ("--use_gpu_fp16",),
-    "cpu": (),  # snpe-net-run runs on the CPU unless told otherwise
-}
-THROUGHPUT_RUNTIME_FLAGS: dict[str, tuple[str, ...]] = {
-    "dsp": ("--use_dsp",),
-    "gpu": ("--use_gpu",),
-    "gpu_fp16": ("--use_gpu_fp16",),
-    "cpu": ("--use_cpu",),
-}
-NATIVE_DTYPES: dict[str, type[np.generic]] = {
-    "uFxp_8": np.uint8,
-    "uFxp_16": np.uint16,
-    "uFxp_32": np.uint32,
-    "Fxp_8": np.int8,
-    "Fxp_16": np.int16,
-    "Fxp_32": np.int32,
-    "sFxp_32": np.int32,
-    "Float_16": np.float16,
-    "Float_32": np.float32,
-    "Int_8": np.int8,
-    "Int_16": np.int16,
-    "Int_32": np.int32,
-    "Int_64": np.int64,
-    "uInt_8": np.uint8,
-    "uInt_16": np.uint16,
-    "uInt_32": np.uint32,
-    "uInt_64": np.uint64,
-}
-"""``snpe-dlc-info`` data types -> the numpy type of their native files (``--use_native_*_files``)."""
-
 DIAG_LOGS = ("SNPEDiag.log", "SNPEDiag_0.log")
-MKDIR_CHUNK = 400
-
-
-def device_label(device: DeviceSpec) -> str:
-    """``name (user@host:port)`` or ``name (this machine)``: what messages call the device (never a secret)."""
-    if device.local:
-        return f"{device.name} (this machine)"
-    return f"{device.name} ({device.user}@{device.host}:{device.port})"
-
-
-def make_transport(device: DeviceSpec) -> Transport:
-    """The transport of a device: SSH (auth from :class:`qc.config.SshAuth`, host keys checked) or local."""
-    if device.local:
-        return LocalTransport()
-    assert device.host is not None  # DeviceSpec validates host, user and auth of SSH devices
-    assert device.auth is not None
-    auth = device.auth
-    config = SshConfig(
-        host=device.host,
-        port=device.port,
-        username=device.user,
-        key_file=auth.key_file,
-        passphrase_env=auth.passphrase_env,
-        password_env=auth.password_env,
-        dotenv_path=auth.dotenv,
-        use_agent=auth.agent,
-        trust_new_host_key=device.trust_new_host_key,
-        connect_timeout_s=device.connect_timeout_s,
-    )
-    if device.known_hosts is not None:
-        config = dataclasses.replace(config, known_hosts=device.known_hosts)
-    return SshTransport(config)
-
-
-def _is_quantized(dtype: str | None) -> bool:
-    return dtype is not None and "Fxp" in dtype
-
-
-def _range(dtype: type[np.generic]) -> tuple[int, int]:
-    info = np.iinfo(dtype)  # type: ignore[type-var]
-    return int(info.min), int(info.max)
-
-
-def quantize(x: np.ndarray, encoding: Encoding, dtype: type[np.generic]) -> np.ndarray:
-    """Float values -> fixed point of ``dtype`` with ``real = scale * (q + offset)`` (rounded, clipped)."""
-    if encoding.scale <= 0 or not math.isfinite(encoding.scale):
-        raise DataError(f"encoding scale {encoding.scale} cannot quantize (it must be a positive number)")
-    lo, hi = _range(dtype)
-    q = np.round(x.astype(np.float64) / encoding.scale - encoding.offset)
-    return np.clip(q, lo, hi).astype(dtype)
-
-
-def dequantize(q: np.ndarray, encoding: Encoding) -> np.ndarray:
-    """Fixed point -> float32: ``real = scale * (q + offset)`` (``offset`` is negative or zero in SNPE)."""
-    return (encoding.scale * (q.astype(np.float64) + encoding.offset)).astype(np.float32)
-
-
-def _raw_name(tensor: str) -> str | None:
-    """``/model.24/Reshape_1_output_0`` -> ``model.24/Reshape_1_output_0.raw`` (None if it would leave the folder)."""
-    rel = posixpath.normpath(tensor.lstrip("/") + ".raw")
-    if rel.startswith("../") or rel == ".." or rel.startswith("/") or "\x00" in rel:
-        return None
-    return rel
-
-
-@dataclass(frozen=True)
-class _TensorSpec:
-    """What dlc-info says about one tensor."""
-
-    name: str
-    dims: tuple[int, ...]
-    dtype: str | None
-    encoding: Encoding | None
-
-    @property
-    def elements(self) -> int:
-        return int(np.prod(self.dims, dtype=np.int64)) if self.dims else 1
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """One tensor to read back: the DLC tensor, its permutation to the ONNX layout, the key it is returned under."""
-
-    key: str
-    tensor: _TensorSpec
-    permutation: tuple[int, ...]
-
-
-@dataclass
-class _RunRecord:
-    """The run folder of this runner on one device: created by the first session there, holding the DLC, removed
-    by :meth:`SnpeRunner.close` (kept when a session failed and ``keep_on_failure``)."""
-
-    device: DeviceSpec
-    run_id: str
-    path: str
-    physical: str
-    failed: bool = False
-    removed: bool = False
-    kept: bool = False
-    batches: int = 0
-    """Batch folders ``b0001``... used so far: a name is never reused (a failed batch's files stay where they are)."""
-
-
-@dataclass
-class _Session:
-    device: DeviceSpec
-    label: str
-    transport: Transport
-    rundir: RunDir
-    record: _RunRecord
-    dlc: str
-    runtime: str
-    perf_profile: str
-
-    @property
-    def physical(self) -> str:
-        return self.record.physical
-
-    def next_dir(self) -> str:
-        self.record.batches += 1
-        return self.rundir.join(f"b{self.record.batches:04d}")
+_RUN_FOLDERS = itertools.count(1)
 
 
 class SnpeRunner:
@@ -280,16 +150,16 @@ class SnpeRunner:
         self._lease_timeout_s = lease_timeout_s
         self._deadline_s = tool_deadline_s
         self._transport_factory = transport_factory
-        self._session: _Session | None = None
+        self._session: Session | None = None
         self._sessions = 0
         self._info: DlcInfo | None = None
         self._graph: GraphTensors | None = None
-        self._tensors: dict[str, _TensorSpec] = {}
+        self._tensors: dict[str, TensorSpec] = {}
         self._producer_inputs: dict[str, list[str]] = {}
         self._map: list[LayoutMatch] | None = None
         self.write_retries = 0
         """How many times ``snpe-net-run`` was re-run after ``Failed to write data to``."""
-        self.run_dirs: list[_RunRecord] = []
+        self.run_dirs: list[RunRecord] = []
         """The run folder on each device this runner used, in order of first use."""
 
     def __repr__(self) -> str:
@@ -378,46 +248,10 @@ class SnpeRunner:
             raise ParseError(f"{self.name}: {exc} [snpe-dlc-info -i {self.spec.dlc} on {where}]") from None
 
     def _index(self, info: DlcInfo) -> None:
-        tensors: dict[str, _TensorSpec] = {}
-        inputs: dict[str, tuple[int, ...]] = {}
-        infos: list[TensorInfo] = []
-        producers: dict[str, list[str]] = {}
-
-        def add(name: str, dims: tuple[int, ...] | None, dtype: str | None, op: str, node: str) -> None:
-            if name in tensors:
-                return
-            tensors[name] = _TensorSpec(name, tuple(dims or ()), dtype, info.encoding_of(name))
-            infos.append(TensorInfo(len(infos), name, op, node, tuple(dims) if dims is not None else None, "float32"))
-
-        for io in info.inputs:
-            inputs[io.name] = tuple(io.dims or ())
-            add(io.name, io.dims, io.dtype, "Input", "")
-        for layer in info.layers:
-            for cell in layer.inputs:
-                if cell.is_network_input and cell.name not in inputs:
-                    inputs[cell.name] = tuple(cell.dims or ())
-                    add(cell.name, cell.dims, cell.dtype, "Input", "")
-        for layer in info.layers:
-            activations = [c.name for c in layer.inputs if (c.tensor_type or "").upper() != "STATIC"]
-            for cell in layer.outputs:
-                if cell.name not in tensors:
-                    producers[cell.name] = activations
-                add(cell.name, cell.dims, cell.dtype, layer.type, layer.name)
-        outputs = [io.name for io in info.outputs]
-        if not outputs:
-            outputs = [c.name for layer in info.layers for c in layer.outputs if (c.tensor_type or "") == "APP_READ"]
-        for io in info.outputs:  # the I/O table's type and encoding win over the layer cells'
-            old = tensors.get(io.name)
-            dims = tuple(io.dims) if io.dims is not None else (old.dims if old else ())
-            tensors[io.name] = _TensorSpec(
-                io.name, dims, io.dtype or (old.dtype if old else None), io.encoding or (old.encoding if old else None)
-            )
-        for io in info.inputs:
-            old = tensors[io.name]
-            tensors[io.name] = _TensorSpec(io.name, old.dims, io.dtype or old.dtype, io.encoding or old.encoding)
-        self._tensors = tensors
-        self._producer_inputs = producers
-        self._graph = GraphTensors(inputs=dict(inputs), outputs=tuple(outputs), tensors=tuple(infos))
+        index = index_dlc(info)
+        self._tensors = index.tensors
+        self._producer_inputs = index.producer_inputs
+        self._graph = index.graph
 
     def graph(self) -> GraphTensors:
         """The DLC's tensors as dlc-info lists them (DLC names, DLC layout), in layer order."""
@@ -444,7 +278,7 @@ class SnpeRunner:
         """Reference name -> its match, for matched tensors only."""
         return {m.reference.name: m for m in self.tensor_map() if m.target is not None}
 
-    def _io_plan(self, names: Sequence[str], what: str) -> list[_Plan]:
+    def _io_plan(self, names: Sequence[str], what: str) -> list[Plan]:
         matched = self._matched()
         rows = {m.reference.name: m for m in self.tensor_map()}
         plans = []
@@ -456,25 +290,25 @@ class SnpeRunner:
                     f"{self.name}: the model {what} {name!r} has no unambiguous counterpart in {self.spec.dlc.name}: "
                     f"{reason}. See tensor_map.csv."
                 )
-            plans.append(_Plan(name, self._tensors[m.target], m.permutation))
+            plans.append(Plan(name, self._tensors[m.target], m.permutation))
         return plans
 
-    def _input_plans(self) -> list[_Plan]:
+    def _input_plans(self) -> list[Plan]:
         return self._io_plan(list(self._reference().inputs), "input")
 
-    def _output_plans(self) -> list[_Plan]:
+    def _output_plans(self) -> list[Plan]:
         return self._io_plan(list(self._reference().outputs), "output")
 
-    def _debug_plans(self) -> list[_Plan]:
+    def _debug_plans(self) -> list[Plan]:
         return [
-            _Plan(m.target, self._tensors[m.target], m.permutation)
+            Plan(m.target, self._tensors[m.target], m.permutation)
             for m in self.tensor_map()
             if m.target is not None and m.permutation is not None
         ]
 
     # -- sessions -------------------------------------------------------------------------------------------
     @contextmanager
-    def session(self) -> Iterator[_Session]:
+    def session(self) -> Iterator[Session]:
         """Lease a device and hold it, with its transport, for the ``with`` block (re-entrant: nested uses share it).
 
         The first session on a device creates the run folder ``<remote_root>/qc-<run id>/`` and uploads the DLC;
@@ -499,7 +333,7 @@ class SnpeRunner:
             if record is None or record.kept:
                 record = self._new_run_dir(transport, device, label)
                 rundir = RunDir(transport, device.remote_root, record.run_id, keep_on_failure=self.spec.keep_on_failure)
-            sess = _Session(
+            sess = Session(
                 device=device,
                 label=label,
                 transport=transport,
@@ -508,6 +342,8 @@ class SnpeRunner:
                 dlc=rundir.join("model.dlc"),
                 runtime=self.spec.runtime or device.runtime,
                 perf_profile=self.spec.perf_profile or device.perf_profile,
+                who=self.name,
+                deadline_s=self._deadline_s,
             )
             self._session = sess
             try:
@@ -518,15 +354,15 @@ class SnpeRunner:
             finally:
                 self._session = None
 
-    def _new_run_dir(self, transport: Transport, device: DeviceSpec, label: str) -> _RunRecord:
+    def _new_run_dir(self, transport: Transport, device: DeviceSpec, label: str) -> RunRecord:
         self._sessions += 1
-        run_id = f"{self._run_id}-{os.getpid()}-{self._sessions}"
+        run_id = f"{self._run_id}-{os.getpid()}-{next(_RUN_FOLDERS)}"  # unique across the runners of a process
         rundir = RunDir(transport, device.remote_root, run_id, keep_on_failure=self.spec.keep_on_failure)
         try:
             rundir.create()
         except DeviceError as exc:
             raise DeviceError(f"{self.name}: cannot create the run folder on {label}: {exc}") from None
-        record = _RunRecord(device, run_id, rundir.path, rundir.path)
+        record = RunRecord(device, run_id, rundir.path, rundir.path)
         self.run_dirs.append(record)
         try:
             physical = transport.run(
@@ -541,230 +377,33 @@ class SnpeRunner:
         return record
 
     # -- tool calls -----------------------------------------------------------------------------------------
-    def _command(self, sess: _Session, argv: Sequence[str]) -> str:
-        text = shlex.join(argv)
-        setup = (sess.device.setup or "").strip()
-        if not setup:
-            return text
-        return (
-            f"{setup}\n"
-            "__qc_rc=$?; if [ $__qc_rc -ne 0 ]; then "
-            'echo "qc: the device setup line failed with exit status $__qc_rc" >&2; exit 97; fi\n'
-            f"{text}"
-        )
-
-    def _tool(self, sess: _Session, argv: Sequence[str], *, cwd: str, deadline_s: float | None = None) -> CommandResult:
-        """Run one SNPE tool on the device, the device's setup line and env applied (never raises on rc)."""
-        return sess.transport.run(
-            self._command(sess, argv),
-            deadline_s=deadline_s or self._deadline_s,
-            env=dict(sess.device.env) or None,
-            cwd=cwd,
-        )
+    def _tool(self, sess: Session, argv: Sequence[str], *, cwd: str, deadline_s: float | None = None) -> CommandResult:
+        return run_tool(sess, argv, cwd=cwd, deadline_s=deadline_s)
 
     def _failure(self, tool: str, result: CommandResult, where: str) -> str:
-        tail = _last_line(result.stderr) or _last_line(result.stdout) or "no output"
-        hint = ""
-        if result.rc == 127:
-            hint = " (command not found: check the device's 'setup' line and PATH)"
-        elif result.rc == 97 and tail.startswith("qc: the device setup line failed"):
-            hint = " (fix the device's 'setup' line in models.yaml)"
-        return f"{self.name}: {tool} on {where} failed with exit status {result.rc}{hint}: {tail}"
+        return failure(self.name, tool, result, where)
 
-    def _mkdirs(self, sess: _Session, folders: Sequence[str], cwd: str) -> None:
-        items = sorted(set(folders))
-        for start in range(0, len(items), MKDIR_CHUNK):
-            part = items[start : start + MKDIR_CHUNK]
-            result = sess.transport.run(["mkdir", "-p", "--", *part], deadline_s=120, cwd=cwd, idempotent=True)
-            if result.rc != 0:
-                raise DeviceError(self._failure("mkdir", result, sess.label))
+    def _net_run(self, sess: Session, argv: list[str], cwd: str, images: int, input_list: str) -> CommandResult:
+        result, retries = net_run(
+            sess,
+            argv,
+            cwd,
+            images=images,
+            batch_size=self.spec.batch_size,
+            input_list=input_list,
+            tensors=len(self._tensors),
+        )
+        self.write_retries += retries
+        return result
 
-    def _inside(self, sess: _Session, path: str, cwd: str) -> str:
-        """A path SNPE printed, as a path inside the run folder (refused when it lies elsewhere)."""
-        absolute = path if path.startswith("/") else posixpath.join(cwd, path)
-        absolute = posixpath.normpath(absolute)
-        if sess.physical != sess.rundir.path and (
-            absolute == sess.physical or absolute.startswith(sess.physical + "/")
-        ):
-            absolute = sess.rundir.path + absolute[len(sess.physical) :]
-        if not sess.rundir.contains(absolute):
-            raise DeviceError(
-                f"{self.name}: snpe-net-run on {sess.label} could not write {path}, which is outside the run "
-                f"folder {sess.rundir.path}; qc creates folders only inside it."
-            )
-        return absolute
+    def _net_run_argv(self, sess: Session, *, debug: bool, native_out: bool, profile: bool = False) -> list[str]:
+        return net_run_argv(sess, native_in=self.spec.native_io, native_out=native_out, debug=debug, profile=profile)
 
-    def _net_run(self, sess: _Session, argv: list[str], cwd: str, images: int) -> CommandResult:
-        """snpe-net-run with the ``Failed to write data to`` retry and the rc 137 (out of memory) advice."""
-        created: set[str] = set()
-        limit = len(self._tensors) + 5
-        for _attempt in range(limit + 1):
-            result = self._tool(sess, argv, cwd=cwd)
-            failed = _failed_writes(result)
-            if failed:
-                folders = {posixpath.dirname(self._inside(sess, p, cwd)) for p in failed}
-                new = sorted(folders - created)
-                if not new:
-                    raise DeviceError(
-                        f"{self.name}: snpe-net-run on {sess.label} still cannot write {failed[0]} after qc "
-                        f"created {posixpath.dirname(failed[0])}: check the free space and permissions there."
-                    )
-                self._mkdirs(sess, new, cwd)
-                created.update(new)
-                self.write_retries += 1
-                log.info(
-                    "%s: snpe-net-run could not write %s; created %d folder(s), retrying",
-                    self.name,
-                    failed[0],
-                    len(new),
-                )
-                continue
-            if result.rc == 137:
-                raise DeviceError(
-                    f"{self.name}: snpe-net-run on {sess.label} was killed (exit status 137), most likely out of "
-                    f"memory on the device, while running {images} input(s) in one call: lower target.batch_size "
-                    f"in models.yaml (now {self.spec.batch_size})."
-                )
-            if result.rc != 0:
-                raise DeviceError(self._failure("snpe-net-run", result, sess.label))
-            return result
-        raise DeviceError(f"{self.name}: snpe-net-run on {sess.label} kept failing to write its outputs.")
-
-    def _net_run_argv(self, sess: _Session, *, debug: bool, native_out: bool, profile: bool = False) -> list[str]:
-        argv = [
-            "snpe-net-run",
-            "--container",
-            sess.dlc,
-            "--input_list",
-            "input_list.txt",
-            "--output_dir",
-            "out",
-            *NET_RUN_RUNTIME_FLAGS[sess.runtime],
-            "--perf_profile",
-            sess.perf_profile,
-        ]
-        if debug:
-            argv.append("--debug")
-        if profile:
-            argv += ["--profiling_level", "detailed"]
-        native_in = self.spec.native_io
-        if native_in:
-            argv.append("--use_native_input_files")
-        if native_out:
-            argv.append("--use_native_output_files")
-        if native_in or native_out:
-            argv.append("--userbuffer_auto")
-        return argv
-
-    # -- inputs and outputs -----------------------------------------------------------------------------------
     def _write_inputs(
         self, folder: Path, feeds: Sequence[Mapping[str, np.ndarray]], repeat: int = 1
     ) -> list[dict[str, np.ndarray]]:
         """Write the raw input files and ``input_list.txt``; return, per image, what was written (DLC layout)."""
-        plans = self._input_plans()
-        (folder / "inputs").mkdir(parents=True, exist_ok=True)
-        lines = []
-        written: list[dict[str, np.ndarray]] = []
-        for j, feed in enumerate(feeds):
-            parts = []
-            values: dict[str, np.ndarray] = {}
-            for k, plan in enumerate(plans):
-                if plan.key not in feed:
-                    raise DataError(f"{self.name}: no value for model input {plan.key!r} (got {sorted(feed)}).")
-                data = self._to_device(plan, np.asarray(feed[plan.key]))
-                rel = f"inputs/{j:05d}_{k}.raw"
-                data.tofile(folder / rel)
-                values[plan.tensor.name] = data
-                parts.append(rel if len(plans) == 1 else f"{plan.tensor.name}:={rel}")
-            lines.append(" ".join(parts))
-            written.append(values)
-        lines = [line for line in lines for _ in range(repeat)]
-        (folder / "input_list.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return written
-
-    def _as_read(self, plan: _Plan, data: np.ndarray) -> np.ndarray:
-        """A written input as the network reads it (native: dequantized), in the ONNX layout."""
-        encoding = plan.tensor.encoding
-        if self.spec.native_io and _is_quantized(plan.tensor.dtype) and encoding is not None:
-            values = dequantize(data, encoding)
-        else:
-            values = data.astype(np.float32)
-        return np.ascontiguousarray(np.transpose(values, plan.permutation))
-
-    def _to_device(self, plan: _Plan, array: np.ndarray) -> np.ndarray:
-        inverse = tuple(int(i) for i in np.argsort(plan.permutation))
-        data = np.ascontiguousarray(np.transpose(array, inverse))
-        if tuple(data.shape) != plan.tensor.dims:
-            raise DataError(
-                f"{self.name}: input {plan.key!r} of shape {list(array.shape)} becomes {list(data.shape)} in the "
-                f"DLC layout, but DLC input {plan.tensor.name!r} has dims {list(plan.tensor.dims)}."
-            )
-        if not self.spec.native_io:
-            return data.astype("<f4")
-        dtype = plan.tensor.dtype or "Float_32"
-        np_type = NATIVE_DTYPES.get(dtype)
-        if np_type is None:
-            raise ModelError(f"{self.name}: DLC input {plan.tensor.name!r} has data type {dtype}, unknown to qc.")
-        if _is_quantized(dtype):
-            if plan.tensor.encoding is None:
-                raise ModelError(
-                    f"{self.name}: DLC input {plan.tensor.name!r} is {dtype} but snpe-dlc-info shows no encoding "
-                    "for it; set native_io: false."
-                )
-            return quantize(data, plan.tensor.encoding, np_type)
-        return data.astype(np.dtype(np_type).newbyteorder("<"))
-
-    def _read(
-        self, folder: Path, plan: _Plan, *, image: int, native: bool, required: bool, label: str
-    ) -> np.ndarray | None:
-        tensor = plan.tensor
-        dtype_name = (tensor.dtype or "Float_32") if native else "Float_32"
-        np_type = NATIVE_DTYPES.get(dtype_name)
-        if np_type is None:
-            raise ModelError(f"{self.name}: DLC tensor {tensor.name!r} has data type {dtype_name}, unknown to qc.")
-        itemsize = np.dtype(np_type).itemsize
-        expected = tensor.elements * itemsize
-        rel = _raw_name(tensor.name)
-        if rel is None:
-            raise DeviceError(f"{self.name}: DLC tensor name {tensor.name!r} does not map to a file inside Result_*.")
-        names = [rel, rel[: -len(".raw")] + "_native.raw"] if native else [rel]
-        path = next((folder / n for n in names if (folder / n).is_file()), None)
-        if path is None:
-            if not required:
-                return None
-            raise DeviceError(
-                f"{self.name}: snpe-net-run on {label} wrote no file for output {tensor.name!r} of image {image}: "
-                f"expected {folder.name}/{names[0]} ({expected} bytes = {_dims_text(tensor.dims)} x {dtype_name})."
-            )
-        size = path.stat().st_size
-        if size != expected:
-            raise DeviceError(
-                f"{self.name}: {folder.name}/{path.name if '/' not in rel else rel} from snpe-net-run on {label} has "
-                f"{size} bytes; tensor {tensor.name!r} of dims {_dims_text(tensor.dims)} as {dtype_name} needs "
-                f"{expected}. A partial or mis-shaped file is never accepted."
-            )
-        data = np.fromfile(path, dtype=np.dtype(np_type).newbyteorder("<")).reshape(tensor.dims)
-        if native and _is_quantized(dtype_name):
-            if tensor.encoding is None:
-                raise ModelError(
-                    f"{self.name}: output {tensor.name!r} is {dtype_name} but snpe-dlc-info shows no encoding to "
-                    "dequantize it with; set native_io: false."
-                )
-            values = dequantize(data, tensor.encoding)
-        else:
-            values = data.astype(np.float32)
-        return np.ascontiguousarray(np.transpose(values, plan.permutation))
-
-    def _debug_folders(self, images: int) -> list[str]:
-        """``out/Result_<i>/<dir>`` for every DLC tensor name with a ``/`` (relative to the batch folder)."""
-        return sorted(
-            {
-                posixpath.join("out", f"Result_{j}", posixpath.dirname(rel))
-                for j in range(images)
-                for rel in (_raw_name(t) for t in self._tensors)
-                if rel is not None and "/" in rel
-            }
-        )
+        return write_inputs(self.name, folder, self._input_plans(), feeds, native=self.spec.native_io, repeat=repeat)
 
     def _execute(self, feeds: Sequence[Mapping[str, np.ndarray]], *, debug: bool) -> list[TensorDict]:
         if not feeds:
@@ -777,11 +416,12 @@ class SnpeRunner:
             local_in = Path(tmp) / "in"
             written = self._write_inputs(local_in, feeds)
             sess.transport.put_tree(local_in, remote, deadline_s=self._deadline_s)
-            folders = self._debug_folders(len(feeds)) if debug else []
+            folders = debug_folders(self._tensors, len(feeds)) if debug else []
             if folders:  # snpe-net-run --debug does not create the folders of tensor names with "/"
-                self._mkdirs(sess, folders, remote)
+                mkdirs(sess, folders, remote)
             argv = self._net_run_argv(sess, debug=debug, native_out=native_out)
-            self._net_run(sess, argv, remote, len(feeds))
+            listing = (local_in / "input_list.txt").read_text(encoding="utf-8")
+            self._net_run(sess, argv, remote, len(feeds), listing)
             local_out = Path(tmp) / "out"
             sess.transport.get_tree(posixpath.join(remote, "out"), local_out, deadline_s=self._deadline_s)
             for j in range(len(feeds)):
@@ -789,11 +429,14 @@ class SnpeRunner:
                 result: TensorDict = {}
                 if debug:  # --debug dumps layer outputs, not the network inputs: those are what qc wrote
                     for plan in self._input_plans():
-                        result[plan.tensor.name] = self._as_read(plan, written[j][plan.tensor.name])
+                        data = written[j][plan.tensor.name]
+                        result[plan.tensor.name] = as_read(plan, data, native=self.spec.native_io)
                 for plan in plans:
                     if plan.key in result:
                         continue
-                    value = self._read(folder, plan, image=j, native=native_out, required=not debug, label=sess.label)
+                    value = read_output(
+                        self.name, folder, plan, image=j, native=native_out, required=not debug, label=sess.label
+                    )
                     if value is not None:
                         result[plan.key] = value
                 out.append(result)
@@ -875,7 +518,8 @@ class SnpeRunner:
             self._write_inputs(local_in, [feeds], repeat=max(1, runs))
             sess.transport.put_tree(local_in, remote, deadline_s=self._deadline_s)
             argv = self._net_run_argv(sess, debug=False, native_out=self.spec.native_io, profile=True)
-            self._net_run(sess, argv, remote, max(1, runs))
+            listing = (local_in / "input_list.txt").read_text(encoding="utf-8")
+            self._net_run(sess, argv, remote, max(1, runs), listing)
             found = sess.transport.run(
                 "for f in " + " ".join(f"out/{n}" for n in DIAG_LOGS) + '; do if [ -f "$f" ]; then echo "$f"; '
                 "break; fi; done",
@@ -887,96 +531,9 @@ class SnpeRunner:
                 raise DeviceError(
                     f"{self.name}: snpe-net-run on {sess.label} left no {' or '.join(DIAG_LOGS)} in its output folder."
                 )
-            times = self._diagview(sess, remote, found, Path(tmp))
+            times = read_layer_times(sess, remote, found, Path(tmp))
             sess.rundir.remove(remote)
-        return self._profile(times)
-
-    def _diagview(self, sess: _Session, remote: str, log_rel: str, tmp: Path) -> LayerTimes:
-        host_tool = shutil.which("snpe-diagview")
-        if host_tool is not None:
-            where = "this machine"
-            local_log = tmp / posixpath.basename(log_rel)
-            sess.transport.get(posixpath.join(remote, log_rel), local_log, deadline_s=self._deadline_s)
-            local = LocalTransport()
-            csv_path = tmp / "layer_stats.csv"
-            csv_run = local.run(
-                [host_tool, "--input_log", str(local_log), "--csv_format_version", "2", "--output", str(csv_path)],
-                deadline_s=self._deadline_s,
-                cwd=str(tmp),
-            )
-            csv_text = (
-                csv_path.read_text(encoding="utf-8", errors="replace") if csv_run.ok and csv_path.is_file() else None
-            )
-            if csv_text is None:
-                text_run = local.run(
-                    [host_tool, "--input_log", str(local_log)], deadline_s=self._deadline_s, cwd=str(tmp)
-                )
-        else:
-            where = sess.label
-            csv_run = self._tool(
-                sess,
-                ["snpe-diagview", "--input_log", log_rel, "--csv_format_version", "2", "--output", "layer_stats.csv"],
-                cwd=remote,
-            )
-            csv_text = None
-            if csv_run.ok:
-                cat = sess.transport.run(["cat", "--", "layer_stats.csv"], deadline_s=120, cwd=remote, idempotent=True)
-                csv_text = cat.stdout if cat.ok else None
-            if csv_text is None:
-                text_run = self._tool(sess, ["snpe-diagview", "--input_log", log_rel], cwd=remote)
-        try:
-            if csv_text is not None:
-                return parse_diagview_csv(csv_text)
-            log.info(
-                "%s: snpe-diagview --csv_format_version 2 failed on %s (%s); reading its text form",
-                self.name,
-                where,
-                _last_line(csv_run.stderr) or csv_run.rc,
-            )
-            if text_run.rc != 0:
-                raise DeviceError(self._failure("snpe-diagview", text_run, where))
-            return parse_diagview_text(text_run.stdout)
-        except ParseError as exc:
-            raise ParseError(f"{self.name}: {exc} [on {where}]") from None
-
-    def _profile(self, times: LayerTimes) -> LayerProfile:
-        layers = self.dlc_info().layers
-        by_name = {layer.name: layer for layer in layers}
-        rows = []
-        for row in times.rows:
-            layer = by_name.get(row.name or "")
-            if layer is None and row.name is None and 0 <= row.index < len(layers):
-                layer = layers[row.index]
-            name = row.name or (layer.name if layer is not None else f"layer {row.index}")
-            op_type = "?"
-            if layer is not None:
-                op = layer.eltwise_operation
-                op_type = f"{layer.type}:{op}" if op else layer.type
-            rows.append(LayerTimeRow(name, op_type, row.time, row.unit, row.share))
-        total_us = times.total_inference_time_us
-        run_ms = total_us / 1000.0 if total_us is not None and math.isfinite(total_us) else None
-        return LayerProfile(rows, run_ms)
-
-
-def _failed_writes(result: CommandResult) -> list[str]:
-    paths = []
-    for line in (result.stderr + "\n" + result.stdout).splitlines():
-        if "Failed to write data to" in line:
-            path = parse_failed_write(line)
-            if path:
-                paths.append(path)
-    return paths
-
-
-def _last_line(text: str) -> str:
-    for line in reversed(text.strip().splitlines()):
-        if line.strip():
-            return line.strip()[:300]
-    return ""
-
-
-def _dims_text(dims: Sequence[int]) -> str:
-    return "x".join(str(d) for d in dims) or "scalar"
+        return layer_profile(times, self.dlc_info())
 
 
 @contextlib.contextmanager

@@ -29,17 +29,34 @@ def tf_encoding(lo: float, hi: float, bitwidth: int = 8) -> dict[str, float]:
     }
 
 
+def symmetric_encoding(lo: float, hi: float, bitwidth: int = 8) -> dict[str, float]:
+    """QAIRT's symmetric (``sFxp``) encoding: signed, offset 0, ``scale = max|x| / (2^(b-1) - 1)``."""
+    bound = max(abs(lo), abs(hi), 1e-8)
+    top = 2 ** (bitwidth - 1) - 1
+    scale = bound / top
+    return {
+        "bitwidth": bitwidth,
+        "min": -(top + 1) * scale,
+        "max": top * scale,
+        "scale": scale,
+        "offset": 0.0,
+        "signed": True,
+    }
+
+
 def build_dlc(
     onnx_path: Path,
     calibration: Iterable[Mapping[str, np.ndarray]],
     out: Path,
     *,
     float_tensors: Iterable[str] = (),
+    symmetric: Iterable[str] = (),
     graph: str = "model",
 ) -> Path:
     """Run the FP32 model on the calibration inputs (every tensor exposed), record each float tensor's shape and
     min/max, and write ``out``: a zip with ``model.onnx``, ``encodings.json`` (8-bit tf encodings of every tensor
-    except ``float_tensors``) and ``tensors.json`` (ONNX shapes)."""
+    except ``float_tensors``; signed symmetric ones, dlc-info ``sFxp_8``, for ``symmetric``) and ``tensors.json``
+    (ONNX shapes)."""
     runner = OrtRunner("fake-dlc calibration", onnx_path)
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
@@ -56,8 +73,12 @@ def build_dlc(
             hi[name] = max(hi.get(name, -np.inf), float(value.max()))
     if count == 0:
         raise ValueError("build_dlc needs at least one calibration input")
-    skip = set(float_tensors)
-    encodings = {n: tf_encoding(lo[n], hi[n]) for n in shapes if n not in skip}
+    skip, signed = set(float_tensors), set(symmetric)
+    encodings = {
+        n: symmetric_encoding(lo[n], hi[n]) if n in signed else tf_encoding(lo[n], hi[n])
+        for n in shapes
+        if n not in skip
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.write(onnx_path, "model.onnx")

@@ -406,7 +406,7 @@ def test_index_renders_offline_and_sorts(browser: Browser, dashboard: Path, tmp_
 def test_model_page_renders_offline(browser: Browser, dashboard: Path, tmp_path: Path) -> None:
     page = browser.load((dashboard / FULL / "index.html").as_uri())
     check_offline(page, dashboard)
-    assert page.stats["charts"] == 4  # layers, top layer times, op-type share, diagnosis
+    assert page.stats["charts"] == 5  # layers, outputs, top layer times, op-type share, diagnosis
     # the diagnosis chart: accumulated and local SQNR and cosine, and the origin marked, in both panels
     assert page.stats["titles"].get("Accumulated vs local error along the topological order", 0) >= 6, page.stats
     annotations = page.stats["annotations"]

@@ -49,11 +49,20 @@ def reference(snpe_assets: SnpeAssets) -> OrtRunner:
 
 
 DeviceFactory = Callable[..., DeviceSpec]
+FAKE_VERSIONS = ("snpe-2.9", "qairt-2.37")
+"""SDK versions whose output formats the fake toolkit prints (tests/fake_snpe/formats/<version>/templates)."""
 
 
 @pytest.fixture
-def snpe_device(sshd_server: SshdServer, snpe_assets: SnpeAssets, tmp_path: Path) -> DeviceFactory:
-    """A DeviceSpec on the test sshd with the fake toolkit on the session's PATH; keywords override fields."""
+def fake_version(request: pytest.FixtureRequest) -> str:
+    """The SDK version the fake toolkit imitates (parametrize indirectly to choose; default the newest)."""
+    return str(getattr(request, "param", FAKE_VERSIONS[-1]))
+
+
+@pytest.fixture
+def snpe_device(sshd_server: SshdServer, snpe_assets: SnpeAssets, tmp_path: Path, fake_version: str) -> DeviceFactory:
+    """A DeviceSpec on the test sshd with the fake toolkit on the session's PATH, printing the formats of
+    ``fake_version``; keywords override fields."""
 
     def make(**overrides: Any) -> DeviceSpec:
         fields: dict[str, Any] = {
@@ -65,7 +74,7 @@ def snpe_device(sshd_server: SshdServer, snpe_assets: SnpeAssets, tmp_path: Path
             "known_hosts": sshd_server.known_hosts,
             "remote_root": str(tmp_path / "device"),
             "setup": f"export PATH={snpe_assets.bin}:$PATH",
-            "env": {"FAKE_SNPE_LOG": str(tmp_path / "calls.jsonl")},
+            "env": {"FAKE_SNPE_LOG": str(tmp_path / "calls.jsonl"), "FAKE_SNPE_VERSION": fake_version},
             "connect_timeout_s": 10.0,
         }
         fields.update(overrides)

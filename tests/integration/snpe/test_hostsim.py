@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from qc import jsonio
 from qc.runners.ort import OrtRunner
 from qc.snpe.hostsim import ErrorSplit, HostSimRunner, build_host_simulation, split_error
 from tests.integration.snpe.conftest import DeviceFactory, RunnerFactory, SnpeAssets, tool_calls
@@ -85,7 +86,7 @@ def test_an_injected_runtime_fault_dominates_that_tensor(
     upstream = [r for r in split.rows if r.index < faulty.index]
     assert upstream
     assert all(r.runtime.sqnr_db_min > 80 for r in upstream)  # inf, the input ~150 dB (float rounding)
-    json.dumps(summary, allow_nan=False)
+    jsonio.dumps(summary)  # allow_nan=False inside: no bare NaN/Infinity
 
 
 def test_stage_is_cached_and_writes_the_report(
@@ -158,6 +159,7 @@ def test_cli_reports_the_injected_fault(
         bin=snpe_assets.bin,
         log=tmp_path / "calls.jsonl",
         assets=snpe_assets.folder,
+        version="snpe-2.9",
     ).replace("env: {FAKE_SNPE_LOG:", f"env: {{FAKE_SNPE_FAULT: 'perturb={FAULTY}', FAKE_SNPE_LOG:")
     (tmp_path / "models.yaml").write_text(text)
     monkeypatch.setenv("QC_CACHE_DIR", str(tmp_path / "qc-cache"))

@@ -20,7 +20,7 @@ import pytest
 from qc.errors import DeviceError, ParseError
 from qc.runners.ort import OrtRunner
 from qc.snpe.runner import SnpeRunner
-from tests.integration.snpe.conftest import DeviceFactory, RunnerFactory, SnpeAssets, tool_calls
+from tests.integration.snpe.conftest import FAKE_VERSIONS, DeviceFactory, RunnerFactory, SnpeAssets, tool_calls
 from tests.integration.snpe.helpers import OUTPUTS
 from tests.sshd import SshdServer
 
@@ -49,7 +49,7 @@ devices:
     known_hosts: {known_hosts}
     remote_root: {remote}
     setup: "export PATH={bin}:$PATH"
-    env: {{FAKE_SNPE_LOG: {log}}}
+    env: {{FAKE_SNPE_LOG: {log}, FAKE_SNPE_VERSION: {version}}}
     runtime: dsp
     perf_profile: burst
 models:
@@ -72,8 +72,9 @@ models:
 """
 
 
+@pytest.mark.parametrize("version", FAKE_VERSIONS)
 def test_every_gate_runs_through_sshd_and_the_fake_toolkit(
-    sshd_server: SshdServer, snpe_assets: SnpeAssets, tmp_path: Path
+    sshd_server: SshdServer, snpe_assets: SnpeAssets, tmp_path: Path, version: str
 ) -> None:
     remote = tmp_path / "device root"
     log = tmp_path / "calls.jsonl"
@@ -87,6 +88,7 @@ def test_every_gate_runs_through_sshd_and_the_fake_toolkit(
             bin=snpe_assets.bin,
             log=log,
             assets=snpe_assets.folder,
+            version=version,
         )
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "QC_CACHE"))}
@@ -144,7 +146,15 @@ def test_every_gate_runs_through_sshd_and_the_fake_toolkit(
     with (report / "layer_times.csv").open() as f:
         times = list(csv.DictReader(f))
     assert {r["unit"] for r in times} == {"cycles"}
-    assert {r["op_type"] for r in times} >= {"Conv2d", "Relu", "Eltwise_Binary:MULTIPLY", "Concat"}
+    assert {r["op_type"] for r in times} >= {"Conv2d", "Relu", "Sigmoid", "Eltwise_Binary:MULTIPLY", "Concat"}
+    assert "?" not in {r["op_type"] for r in times}  # every diagview row matched to a dlc-info layer by name
+    assert not [r for r in times if "OpId" in r["layer"] or r["layer"].startswith(("Input", "Output"))]
+    assert sum(float(r["share"]) for r in times) == pytest.approx(1.0)
+    if version == "qairt-2.37":  # HTP transfers: an I/O line in speed.json, never a layer
+        assert [t["layer"] for t in speed["io_transfers"]] == ["Input OpId_2", "Output OpId_3"]
+        assert speed["io_time_total"] > max(float(r["time"]) for r in times)  # the fake's Output is the biggest row
+    else:
+        assert speed["io_transfers"] == []
     with (report / "lint.csv").open() as f:
         lint_rows = list(csv.DictReader(f))
     assert lint_rows
@@ -228,6 +238,7 @@ def test_warm_cache_needs_no_device(
 # --------------------------------------------------------------------------------------------- data path
 
 
+@pytest.mark.parametrize("fake_version", FAKE_VERSIONS, indirect=True)
 def test_outputs_come_back_in_the_onnx_layout_and_close_to_the_reference(
     snpe_device: DeviceFactory,
     snpe_runner: RunnerFactory,
@@ -359,8 +370,8 @@ def test_float_outputs_are_checked_against_float32_size(
     ("fault", "tool", "line"),
     [
         ("bad_throughput", "snpe-throughput-net-run", "Total throughput: fast infs/sec"),
-        ("bad_dlcinfo", "snpe-dlc-info", "dimension 'x' is not an integer (line 96: '| 16 | /detect/Concat_0 "),
-        ("bad_diagview", "snpe-diagview", "/backbone/stem/Relu:OpId_1 (cycles),lots,cycles"),
+        ("bad_dlcinfo", "snpe-dlc-info", "dimension 'x' is not an integer (line 119: '| 16 | /detect/Concat_0 "),
+        ("bad_diagview", "snpe-diagview", "backbone/stem/Relu:OpId_20 (cycles),lots,cycles"),
     ],
 )
 def test_unparsable_tool_output_names_the_tool_and_shows_the_line(
@@ -409,7 +420,7 @@ def test_failed_write_creates_the_folder_and_retries(
     """Without the folders created up front, snpe-net-run --debug fails with ``Failed to write data to``: qc
     creates the folders it names and runs again, and every tensor comes back."""
     runner = snpe_runner(snpe_device(), batch_size=2)
-    monkeypatch.setattr(SnpeRunner, "_debug_folders", lambda self, images: [])
+    monkeypatch.setattr("qc.snpe.runner.debug_folders", lambda tensors, images: [])
     feeds = snpe_assets.feeds()[:2]
     alls = runner.run_all_batch(feeds)
     assert runner.write_retries == 1  # every failed path of the first call is created at once
@@ -430,8 +441,8 @@ def test_failed_write_outside_the_run_folder_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     runner = snpe_runner(snpe_device())
-    monkeypatch.setattr(SnpeRunner, "_debug_folders", lambda self, images: [])
-    monkeypatch.setattr("qc.snpe.runner._failed_writes", lambda result: ["/etc/qc-evil/x.raw"])
+    monkeypatch.setattr("qc.snpe.runner.debug_folders", lambda tensors, images: [])
+    monkeypatch.setattr("qc.snpe.tools._failed_writes", lambda result: ["/etc/qc-evil/x.raw"])
     with pytest.raises(DeviceError, match=r"could not write /etc/qc-evil/x.raw, which is outside the run folder"):
         runner.run_all(snpe_assets.feeds()[0])
     assert not Path("/etc/qc-evil").exists()
@@ -440,17 +451,45 @@ def test_failed_write_outside_the_run_folder_is_refused(
 # --------------------------------------------------------------------------------------------- tools and auth
 
 
+@pytest.mark.parametrize("fake_version", FAKE_VERSIONS, indirect=True)
 def test_diagview_without_csv_v2_falls_back_to_the_text_form(
-    snpe_device: DeviceFactory, snpe_runner: RunnerFactory, snpe_assets: SnpeAssets
+    snpe_device: DeviceFactory, snpe_runner: RunnerFactory, snpe_assets: SnpeAssets, fake_version: str
 ) -> None:
-    runner = snpe_runner(snpe_device(env={"FAKE_SNPE_FAULT": "old_diagview"}))
+    env = {"FAKE_SNPE_FAULT": "old_diagview", "FAKE_SNPE_VERSION": fake_version}
+    runner = snpe_runner(snpe_device(env=env))
     profile = runner.layer_times(snpe_assets.feeds()[0], runs=2)
-    # The text form has no names: layer i is dlc-info's layer i, op types from dlc-info.
-    assert profile.rows[0].layer == "/backbone/stem/Conv"
-    assert profile.rows[0].op_type == "Conv2d"
+    layers = runner.dlc_info().layers
+    assert len(profile.rows) == len(layers)
     assert profile.rows[0].unit == "cycles"
     assert abs(sum(r.share for r in profile.rows) - 1.0) < 1e-9
     assert profile.run_ms is not None
+    if fake_version == "snpe-2.9":
+        # Name-less rows: a diagview index is not a dlc-info layer id, so no layer and no op type is claimed.
+        assert [r.layer for r in profile.rows[:2]] == ["diagview row 0", "diagview row 1"]
+        assert {r.op_type for r in profile.rows} == {"?"}
+        assert profile.io == []
+    else:
+        # HTP rows: the Input transfer comes first (diagview row 0) and is kept apart; layers matched by name.
+        assert profile.rows[0].layer == "/backbone/stem/Conv"
+        assert profile.rows[0].op_type == "Conv2d"
+        assert [r.layer for r in profile.rows] == [layer.name for layer in layers]
+        assert [r.layer for r in profile.io] == ["Input OpId_2", "Output OpId_3"]
+
+
+@pytest.mark.parametrize("fake_version", FAKE_VERSIONS, indirect=True)
+def test_an_input_file_processed_twice_fails_with_the_buffer_explanation(
+    snpe_device: DeviceFactory, snpe_runner: RunnerFactory, snpe_assets: SnpeAssets, fake_version: str
+) -> None:
+    runner = snpe_runner(snpe_device(env={"FAKE_SNPE_FAULT": "repeat_inputs", "FAKE_SNPE_VERSION": fake_version}))
+    with pytest.raises(DeviceError) as err:
+        runner.run(snpe_assets.feeds()[0])
+    message = str(err.value)
+    assert "printed the input file inputs/00000_0.raw 2 times, but input_list.txt lists it 1 time(s)" in message
+    assert "input buffers are set up wrong" in message
+    assert "--use_native_input_files" in message
+    profile_runner = snpe_runner(snpe_device(env={"FAKE_SNPE_VERSION": fake_version}))
+    profile = profile_runner.layer_times(snpe_assets.feeds()[0], runs=3)  # one file listed 3 times: not a repeat
+    assert profile.rows
 
 
 def test_host_side_tools_run_on_this_machine_when_on_its_path(
@@ -503,3 +542,30 @@ def test_no_secret_in_errors_or_logs(
     assert secret not in str(err.value)
     assert secret not in caplog.text
     assert secret not in repr(runner.__dict__)
+
+
+@pytest.mark.parametrize("fake_version", ["qairt-2.37"], indirect=True)
+def test_symmetric_sfxp_outputs_come_back_as_int8_native_files_and_are_dequantized(
+    snpe_device: DeviceFactory,
+    snpe_runner: RunnerFactory,
+    snpe_assets: SnpeAssets,
+    reference: OrtRunner,
+    tmp_path: Path,
+    fake_version: str,
+) -> None:
+    from tests.fake_snpe.dlc import build_dlc
+    from tests.integration.snpe.helpers import feeds
+
+    calibration = list(feeds(snpe_assets.folder / "calib"))
+    dlc = build_dlc(snpe_assets.model, calibration, tmp_path / "sym.dlc", symmetric=OUTPUTS, graph="tiny-yolov6r2")
+    runner = snpe_runner(snpe_device(), dlc=dlc)
+    assert {io.dtype for io in runner.dlc_info().outputs} == {"sFxp_8"}
+    assert {io.encoding.offset for io in runner.dlc_info().outputs if io.encoding} == {0.0}
+    feed = snpe_assets.feeds()[0]
+    out = runner.run(feed)
+    ref = reference.run(feed)
+    for name in OUTPUTS:
+        assert out[name].dtype == np.float32
+        assert cosine(out[name], ref[name]) > 0.999
+    final = [c for c in tool_calls(tmp_path) if c["tool"] == "snpe-net-run"]
+    assert "--use_native_output_files" in final[-1]["argv"]

@@ -24,13 +24,31 @@ def test_known_values() -> None:
     assert s.undefined is None
 
 
-def test_identical_tensors_are_exact_not_undefined() -> None:
-    x = np.linspace(-1, 1, 1000, dtype=np.float32)
-    s = pair_stats(x, x.copy())
-    assert s.cosine == pytest.approx(1.0)
-    assert s.sqnr_db == math.inf
-    assert s.mse == 0.0
-    assert s.max_abs == 0.0
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.linspace(-1, 1, 1000, dtype=np.float32),
+        np.zeros(1000, np.float32),  # both all zeros: identical, a perfect match
+        np.array([0.0, -0.0, 0.0], np.float32),
+        np.full(3 * CHUNK + 5, 7.5, np.float32),  # many blocks, one value
+        np.array([1e-30, -1e-35], np.float32),  # squares underflow in float32
+        np.array([3e38, -3e38], np.float32),  # squares overflow in float32
+    ],
+    ids=["ramp", "zeros", "signed-zeros", "constant", "tiny", "huge"],
+)
+def test_identical_tensors_are_a_perfect_match_whatever_their_values(x: np.ndarray) -> None:
+    """The identity rule: equal finite tensors give cosine 1, SQNR +inf, MSE 0, max abs 0, never 'undefined'."""
+    for kernel in (pair_stats, pair_stats_naive):
+        s = kernel(x, x.copy())
+        assert s == PairStats(1.0, math.inf, 0.0, 0.0, None), kernel.__name__
+
+
+def test_one_side_all_zeros_or_non_finite_stays_undefined_even_when_equal() -> None:
+    nan = np.array([math.nan, 1.0], np.float32)
+    assert pair_stats(nan, nan.copy()).undefined == "NaN or Inf in the reference tensor"
+    assert pair_stats(np.zeros(4, np.float32), np.array([0, 0, 0, 1e-3], np.float32)).undefined == (
+        "the reference tensor is all zeros"
+    )
 
 
 @pytest.mark.parametrize(
@@ -38,7 +56,6 @@ def test_identical_tensors_are_exact_not_undefined() -> None:
     [
         ([0.0, 0.0], [1.0, 2.0], "the reference tensor is all zeros"),
         ([1.0, 2.0], [0.0, 0.0], "the target tensor is all zeros"),
-        ([0.0, 0.0], [0.0, 0.0], "both tensors are all zeros"),
         ([math.nan, 1.0], [1.0, 1.0], "NaN or Inf in the reference tensor"),
         ([1.0, 1.0], [1.0, math.inf], "NaN or Inf in the target tensor"),
     ],
@@ -64,6 +81,20 @@ def test_large_tensor_spanning_many_blocks_matches_float64() -> None:
     assert fast.sqnr_db == pytest.approx(slow.sqnr_db, abs=1e-3)
     assert fast.mse == pytest.approx(slow.mse, rel=1e-4)
     assert fast.max_abs == pytest.approx(slow.max_abs, rel=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e3])
+def test_exact_at_60_db(scale: float) -> None:
+    """Float32 sums per block, float64 across blocks: SQNR within 0.01 dB of float64 at 60 dB (issue 16)."""
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(8 * CHUNK + 3) * scale).astype(np.float32)
+    y = (x + rng.standard_normal(x.size) * (scale * 1e-3)).astype(np.float32)
+    fast, slow = pair_stats(x, y), pair_stats_naive(x, y)
+    assert slow.sqnr_db == pytest.approx(60.0, abs=0.1)
+    assert abs(fast.sqnr_db - slow.sqnr_db) < 0.01
+    assert fast.cosine == pytest.approx(slow.cosine, abs=1e-7)
+    assert fast.mse == pytest.approx(slow.mse, rel=1e-3)
+    assert fast.max_abs == slow.max_abs
 
 
 def test_huge_values_fall_back_to_float64() -> None:

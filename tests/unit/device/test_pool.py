@@ -82,7 +82,9 @@ def test_timeout_gives_a_clear_error(tmp_path: Path) -> None:
             pool.lease(timeout_s=0.3, poll_s=0.05),
         ):
             pass
-        assert 0.25 < time.monotonic() - start < 3
+        waited = time.monotonic() - start
+        assert waited >= 0.3  # it kept trying until its timeout...
+        assert waited < 0.3 + 5.0  # ...and then gave up (a deadline check with a generous bound)
     with pool.lease(timeout_s=0) as lease:  # released again
         assert lease.name == "rvc4-a"
 

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from qc.device import CommandResult, LocalTransport, SshConfig, SshTransport, Transport, build_shell_command
-from qc.device.transport import _parse_wc, _Secret, _strip_pid_line
+from qc.device.transport.protocol import strip_pid_line
+from qc.device.transport.sshconfig import Secret as _Secret
+from qc.device.transport.transfer import parse_wc
 from qc.errors import DeviceError
+
+PROMISE_S = 1.0
+"""A call returns at most this long after its deadline (the transport's documented promise)."""
 
 
 def _sh(script: str) -> str:
@@ -63,14 +71,14 @@ def test_command_result_check() -> None:
 
 
 def test_pid_marker_line_is_stripped() -> None:
-    assert _strip_pid_line("__qc_pid__=123\nreal error\n") == ("real error\n", 123)
-    assert _strip_pid_line("noise\n__qc_pid__=7\n") == ("noise\n", 7)
-    assert _strip_pid_line("plain\n") == ("plain\n", None)
+    assert strip_pid_line("__qc_pid__=123\nreal error\n") == ("real error\n", 123)
+    assert strip_pid_line("noise\n__qc_pid__=7\n") == ("noise\n", 7)
+    assert strip_pid_line("plain\n") == ("plain\n", None)
 
 
 def test_parse_wc_listing() -> None:
     text = "   12 ./a.raw\n3 ./sub dir/b c.raw\n 15 total\n0 ./ x\n"
-    assert _parse_wc(text) == {"a.raw": 12, "sub dir/b c.raw": 3, " x": 0}
+    assert parse_wc(text) == {"a.raw": 12, "sub dir/b c.raw": 3, " x": 0}
 
 
 def test_local_transport_satisfies_the_protocol() -> None:
@@ -94,15 +102,43 @@ def test_local_run(tmp_path: Path) -> None:
 def test_local_run_deadline_kills_the_process_group(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     start = time.monotonic()
-    with pytest.raises(DeviceError, match=r"deadline of 0\.5 s"):
+    with pytest.raises(DeviceError, match=r"deadline of 0\.5 s") as info:
         LocalTransport().run(f"sleep 30 & echo $! > '{pid_file}'; wait", deadline_s=0.5)
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 0.5 + PROMISE_S  # the deadline is a promise
+    assert re.search(r"killed 2 process\(es\) of it \(process group \d+\): \d+ \d+; none is left", str(info.value))
     child = int(pid_file.read_text())
     end = time.monotonic() + 5
     while Path(f"/proc/{child}").exists() and time.monotonic() < end:
         time.sleep(0.05)
     stat = Path(f"/proc/{child}/stat")
     assert not stat.exists() or stat.read_text().split(") ")[1].startswith("Z")
+
+
+def test_local_deadline_kill_reaches_a_setsid_grandchild(tmp_path: Path) -> None:
+    started, survived = tmp_path / "started", tmp_path / "survived"
+    grandchild = f"touch {shlex.quote(str(started))}; sleep 1.5; touch {shlex.quote(str(survived))}"
+    with pytest.raises(DeviceError, match=r"deadline of 0\.5 s") as info:
+        LocalTransport().run(f"setsid sh -c {shlex.quote(grandchild)} & sleep 30", deadline_s=0.5)
+    assert started.exists(), "the grandchild never started: the test proves nothing"
+    assert re.search(r"killed [3-9] process\(es\) of it .*; none is left", str(info.value)), info.value
+    time.sleep(2)  # past the moment the grandchild would have written its file
+    assert not survived.exists(), "the setsid grandchild survived the kill"
+
+
+def test_importing_qc_device_and_running_locally_does_not_load_paramiko() -> None:
+    code = (
+        "import sys, qc.device, qc.device.rundir, qc.device.pool\n"
+        "from qc.device.transport import LocalTransport, SshConfig, SshTransport\n"
+        "LocalTransport().run(['true'], deadline_s=30, check=True)\n"
+        "SshConfig(host='127.0.0.1')\n"
+        "assert 'paramiko' not in sys.modules, 'paramiko was imported'\n"
+        "SshTransport(SshConfig(host='127.0.0.1'))\n"
+        "assert 'paramiko' in sys.modules, 'an SshTransport did not load paramiko'\n"
+    )
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, check=False)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_local_copies(tmp_path: Path) -> None:

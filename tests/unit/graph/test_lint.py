@@ -178,6 +178,14 @@ def test_conv_channels_not_multiple_of_32_is_info() -> None:
     assert "64" in f.fix
 
 
+@pytest.mark.parametrize(
+    ("c_out", "advice"), [(8, "use 32 channels."), (31, "use 32 channels."), (48, "use 64 (or 32) channels.")]
+)
+def test_conv_channels_advice_names_each_choice_once(c_out: int, advice: str) -> None:
+    (f,) = run(gm.conv_model(c_out=c_out), "channels-multiple-32")
+    assert f.fix == f"Where the architecture allows, {advice}"
+
+
 def test_conv_channels_multiple_of_32_is_fine() -> None:
     assert run(gm.conv_model(c_out=64), "channels-multiple-32") == []
 

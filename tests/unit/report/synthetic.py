@@ -1,9 +1,10 @@
 """A small synthetic report folder with the real file layouts, for the dashboard tests.
 
-``alpha-int8`` has every file a full run leaves (a tensor is named like an HTML injection, one layer is undefined);
-``beta-a16`` has only its layer comparison; ``gamma-bad`` has unreadable or empty files. ``alpha-int8`` also has a
-diagnosis (its origin is the injection-named layer) and the folder a ``patterns.csv``; ``gamma-bad``'s diagnosis files
-are corrupt or empty.
+``alpha-int8`` has every file a full run leaves (a tensor is named like an HTML injection, one layer is undefined),
+with the threshold applied to each tensor in its CSVs (one layer and one output slice overridden); ``beta-a16`` has
+only its layer comparison, from an older qc (no threshold column); ``gamma-bad`` has unreadable or empty files.
+``alpha-int8`` also has a diagnosis (its origin is the injection-named layer) and the folder a ``patterns.csv``;
+``gamma-bad``'s diagnosis files are corrupt or empty.
 """
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ INJECTION = "<script>alert(1)</script>"
 LAYERS = 30
 FIRST_BAD = 7  # first layer under the 0.98 threshold in FULL
 UNDEFINED = 20
-THRESHOLDS = {"layer_cosine": 0.98, "output_cosine": 0.99}
+THRESHOLDS = {"layer_cosine": 0.98, "output_cosine": 0.99, "output_sqnr_db": 20.0}
+# The columns the comparison adds with the tolerance applied to each tensor (whether or not qc.report.tables lists
+# them yet): layers.csv the cosine threshold, outputs.csv the cosine and the SQNR threshold.
+LAYER_CSV = tuple(dict.fromkeys((*LAYER_COLUMNS, "cosine_threshold")))
+OUTPUT_CSV = tuple(dict.fromkeys((*OUTPUT_COLUMNS, "cosine_threshold", "sqnr_db_threshold")))
+OVERRIDDEN_LAYER, LAYER_OVERRIDE = 25, 0.99  # cosine 0.9865 passes 0.98 but fails its override
+OVERRIDDEN_OUTPUT, OUTPUT_OVERRIDE = "decoded[boxes]", (0.9995, 35.0)  # cosine 0.999 and 31 dB fail the override
 OPS = ("Conv", "LeakyRelu", "MaxPool")
 
 
@@ -50,6 +57,7 @@ def layer_rows(cosines: list[float]) -> list[dict[str, Any]]:
                 "mse_mean": 1e-3 * (i + 1),
                 "max_abs": 0.1 * (i + 1),
                 "undefined": "the target tensor is all zeros (image 1)" if not math.isfinite(cos) else "",
+                "cosine_threshold": LAYER_OVERRIDE if i == OVERRIDDEN_LAYER else THRESHOLDS["layer_cosine"],
             }
         )
     return rows
@@ -63,23 +71,44 @@ def full_cosines() -> list[float]:
     return values
 
 
-def write_full(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "layers.csv").write_text(to_csv(LAYER_COLUMNS, layer_rows(full_cosines())))
-    outputs = [
+def output_rows() -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = [
         {"output": "head", "shape": "1x255x13x13", "cosine_mean": 0.996, "cosine_min": 0.994, "sqnr_db_mean": 21.9},
         {"output": "decoded", "shape": "1x2535x85", "cosine_mean": 0.998, "cosine_min": 0.997, "sqnr_db_mean": 25.0},
-        {"output": "decoded[boxes]", "shape": "1x2535x4", "cosine_mean": 0.999, "cosine_min": 0.998},
+        {
+            "output": "decoded[boxes]",
+            "shape": "1x2535x4",
+            "cosine_mean": 0.999,
+            "cosine_min": 0.998,
+            "sqnr_db_mean": 31.0,
+        },
         {
             "output": "decoded[objectness]",
             "shape": "1x2535x1",
             "cosine_mean": math.nan,
             "cosine_min": math.nan,
+            "sqnr_db_mean": math.nan,
             "undefined": "the target tensor is all zeros (image 1); undefined on 4 of 4 image(s)",
         },
-        {"output": "decoded[classes]", "shape": "1x2535x80", "cosine_mean": 0.46, "cosine_min": 0.35},
+        {
+            "output": "decoded[classes]",
+            "shape": "1x2535x80",
+            "cosine_mean": 0.46,
+            "cosine_min": 0.35,
+            "sqnr_db_mean": 3.1,
+        },
     ]
-    (folder / "outputs.csv").write_text(to_csv(OUTPUT_COLUMNS, outputs))
+    for row in rows:
+        overridden = row["output"] == OVERRIDDEN_OUTPUT
+        row["cosine_threshold"] = OUTPUT_OVERRIDE[0] if overridden else THRESHOLDS["output_cosine"]
+        row["sqnr_db_threshold"] = OUTPUT_OVERRIDE[1] if overridden else THRESHOLDS["output_sqnr_db"]
+    return rows
+
+
+def write_full(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "layers.csv").write_text(to_csv(LAYER_CSV, layer_rows(full_cosines())))
+    (folder / "outputs.csv").write_text(to_csv(OUTPUT_CSV, output_rows()))
     unmatched = [
         {"tensor": "backbone/relu_3", "op_type": "Relu", "reason": "fused into the quantized Conv"},
         {"tensor": "head/<odd>&name", "op_type": "Identity", "reason": "removed by the optimizer"},
@@ -333,7 +362,8 @@ def write_patterns(root: Path) -> None:
 
 def write_partial(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "layers.csv").write_text(to_csv(LAYER_COLUMNS, layer_rows([0.9995 - 0.0001 * i for i in range(12)])))
+    old = tuple(c for c in LAYER_COLUMNS if c != "cosine_threshold")  # from a qc that wrote no threshold column
+    (folder / "layers.csv").write_text(to_csv(old, layer_rows([0.9995 - 0.0001 * i for i in range(12)])))
 
 
 def write_broken(folder: Path) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import html
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -18,9 +21,14 @@ from tests.unit.report.synthetic import (
     BROKEN,
     FULL,
     INJECTION,
+    LAYER_OVERRIDE,
+    OUTPUT_OVERRIDE,
+    OVERRIDDEN_LAYER,
+    OVERRIDDEN_OUTPUT,
     PARTIAL,
     PATTERN,
     RANGE_FINDING,
+    THRESHOLDS,
     build_report,
     history,
     settings,
@@ -48,6 +56,26 @@ def parse(page: Path) -> Links:
     links = Links()
     links.feed(page.read_text(encoding="utf-8"))
     return links
+
+
+def figures(page: Path) -> dict[str, dict[str, Any]]:
+    """Every Plotly figure a page draws, by title, as the JSON handed to ``Plotly.newPlot``."""
+    found = {}
+    for spec in re.findall(r"fig = (\{.*?\});\n  if \(window\.Plotly\)", page.read_text(encoding="utf-8"), re.S):
+        fig = json.loads(spec)
+        found[html.unescape(fig["layout"]["title"]["text"])] = fig
+    return found
+
+
+def trace(fig: dict[str, Any], prefix: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = [t for t in fig["data"] if html.unescape(t.get("name", "")).startswith(prefix)]
+    assert len(found) == 1, [t.get("name") for t in fig["data"]]
+    return found[0]
+
+
+def column(path: Path, name: str) -> list[float | None]:
+    with path.open(encoding="utf-8") as f:
+        return [float(r[name]) if r[name] else None for r in csv.DictReader(f)]
 
 
 @pytest.fixture
@@ -130,11 +158,12 @@ def test_model_page_sections(report: Path) -> None:
     write_dashboard(report, settings=settings())
     full = (report / FULL / "index.html").read_text(encoding="utf-8")
     links = parse(report / FULL / "index.html")
-    assert links.charts == 4  # layers, top layer times, op-type share, diagnosis
+    assert links.charts == 5  # layers, outputs, top layer times, op-type share, diagnosis
     # the annotation on the first layer under 0.98 (plotly escapes "/" in its JSON)
     assert "first below threshold: backbone\\u002fblock_7\\u002fleakyrelu (0.9500)" in full
     assert "threshold 0.98" in full
-    assert "30 layers compared; 2 below the cosine threshold 0.98; 1 with an undefined metric" in full
+    assert "30 layers compared; 3 below their cosine threshold, 0.98 (0.99 on 1 layer); 1 with an undefined" in full
+    assert "Thresholds per output and slice: cosine 0.99 (0.9995 on 1 output); SQNR 20 dB (35 dB on 1 output)." in full
     assert "decoded[classes]" in full
     assert "undefined on 4 of 4 image(s)" in full
     assert "2 reference tensors have no counterpart in the target." in full
@@ -237,7 +266,7 @@ def test_trends_need_two_runs(report: Path, runs: int) -> None:
 
 
 def test_dashboard_png(report: Path) -> None:
-    out = dashboard_png(report, FULL, threshold=0.98)
+    out = dashboard_png(report, FULL)
     assert out == report / FULL / "layers.png"
     with Image.open(out) as img:
         assert img.format == "PNG"
@@ -346,3 +375,99 @@ def test_diagnosis_files_alone_make_a_model_page(tmp_path: Path) -> None:
     assert "The diagnosis names no origin" in solo
     assert "No diagnosis ran for this model (local.csv is missing)." in solo
     assert "The diagnosis gave no advice" in solo
+
+
+LAYER_CHART = "Per-layer cosine and SQNR along the topological order"
+OUTPUT_CHART = "Outputs and slices: cosine and SQNR against their thresholds"
+
+
+def test_layer_threshold_line_is_the_csv_column_with_its_override(report: Path) -> None:
+    write_dashboard(report, settings={FULL: {"thresholds": {"layer_cosine": 0.5}}})  # settings are not read
+    fig = figures(report / FULL / "index.html")[LAYER_CHART]
+    step = trace(fig, "threshold ")
+    expected = column(report / FULL / "layers.csv", "cosine_threshold")
+    assert step["y"] == expected
+    assert step["y"][OVERRIDDEN_LAYER] == LAYER_OVERRIDE
+    assert {v for i, v in enumerate(step["y"]) if i != OVERRIDDEN_LAYER} == {THRESHOLDS["layer_cosine"]}
+    assert step["line"]["shape"] == "hvh"  # one step per layer, following the column
+    assert step["yaxis"] == "y"  # the cosine panel; layers.csv gives no SQNR threshold, so none is drawn
+    assert [t["name"] for t in fig["data"] if "threshold" in t["name"]] == [step["name"]]
+    assert fig["layout"].get("shapes", []) == []  # no guessed horizontal line
+    # the overridden layer passes 0.98 but fails its own 0.99: red, and counted
+    cosine = trace(fig, "cosine (mean")
+    assert THRESHOLDS["layer_cosine"] < cosine["y"][OVERRIDDEN_LAYER] < LAYER_OVERRIDE
+    assert cosine["marker"]["color"][OVERRIDDEN_LAYER] == "#cf222e"
+    assert cosine["marker"]["color"][OVERRIDDEN_LAYER - 1] == "#0969da"
+    full = (report / FULL / "index.html").read_text(encoding="utf-8")
+    assert "3 below their cosine threshold" in full
+
+
+def test_outputs_chart_draws_cosine_and_sqnr_thresholds_per_output(report: Path) -> None:
+    write_dashboard(report)
+    fig = figures(report / FULL / "index.html")[OUTPUT_CHART]
+    outputs = report / FULL / "outputs.csv"
+    with outputs.open(encoding="utf-8") as f:
+        names = [r["output"] for r in csv.DictReader(f)]
+    cos, sqnr = trace(fig, "cosine threshold"), trace(fig, "SQNR threshold")
+    assert cos["x"] == sqnr["x"] == names
+    assert cos["y"] == column(outputs, "cosine_threshold")
+    assert sqnr["y"] == column(outputs, "sqnr_db_threshold")
+    at = names.index(OVERRIDDEN_OUTPUT)
+    assert (cos["y"][at], sqnr["y"][at]) == OUTPUT_OVERRIDE
+    assert sqnr["y"][0] == THRESHOLDS["output_sqnr_db"]
+    assert (cos["yaxis"], sqnr["yaxis"]) == ("y", "y2")  # each in its own panel
+    sqnr_mean = trace(fig, "SQNR dB (mean")
+    assert sqnr_mean["y"][at] == 31.0  # under its 35 dB override: red, the others above 20 dB are not
+    assert [c == "#cf222e" for c in sqnr_mean["marker"]["color"]] == [False, False, True, False, True]
+    full = (report / FULL / "index.html").read_text(encoding="utf-8")
+    table = full[full.index('<h2 id="outputs">') : full.index('<h2 id="unmatched">')]
+    assert '<td class="bad" data-sort="31.0">31</td>' in table  # SQNR under its own threshold is flagged
+
+
+def test_csv_without_threshold_columns_draws_no_line_and_says_so(report: Path) -> None:
+    outputs = report / FULL / "outputs.csv"
+    with outputs.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    keep = [c for c in rows[0] if not c.endswith("_threshold")]
+    with outputs.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, keep, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    write_dashboard(report, settings=settings())  # PARTIAL's settings name a layer_cosine_threshold: not used
+    partial = report / PARTIAL / "index.html"
+    assert "layers.csv has no cosine_threshold column (written by an older qc)" in partial.read_text(encoding="utf-8")
+    assert not [t for t in figures(partial)[LAYER_CHART]["data"] if "threshold" in t["name"]]
+    assert figures(partial)[LAYER_CHART]["layout"].get("shapes", []) == []
+    full = report / FULL / "index.html"
+    text = full.read_text(encoding="utf-8")
+    assert "outputs.csv has no cosine_threshold column" in text
+    assert "outputs.csv has no sqnr_db_threshold column" in text
+    assert not [t for t in figures(full)[OUTPUT_CHART]["data"] if "threshold" in t["name"]]
+    index = report / "index.html"
+    assert f"No threshold line for {PARTIAL}: its layers.csv has no cosine_threshold" in index.read_text("utf-8")
+
+
+def test_index_overlay_and_diagnosis_chart_draw_the_csv_thresholds(report: Path) -> None:
+    write_dashboard(report, settings=settings())
+    expected = column(report / FULL / "layers.csv", "cosine_threshold")
+    overlay = figures(report / "index.html")["Per-layer cosine (mean over images) along the topological order"]
+    steps = [t for t in overlay["data"] if "threshold" in t["name"]]
+    assert [t["name"] for t in steps] == [f"{FULL}: threshold 0.98 (0.99 on 1 layer)"]  # PARTIAL has no column
+    assert steps[0]["y"] == expected
+    (model,) = [t for t in overlay["data"] if t["name"] == FULL]
+    assert steps[0]["line"]["color"] == model["line"]["color"]  # the model's own colour
+    diagnosis = figures(report / FULL / "index.html")["Accumulated vs local error along the topological order"]
+    step = trace(diagnosis, "cosine threshold")
+    assert step["yaxis"] == "y2"  # the cosine panel
+    assert step["y"] == expected  # matched by tensor name: local.csv lists the same layers
+
+
+def test_dashboard_png_draws_the_csv_threshold_only(report: Path) -> None:
+    red = (207, 34, 46)
+
+    def colors(model: str) -> set[object]:
+        with Image.open(dashboard_png(report, model)) as img:
+            return {c for _, c in img.convert("RGB").getcolors(maxcolors=100_000) or []}
+
+    assert red in colors(FULL)
+    assert red not in colors(PARTIAL)  # no threshold column and every layer defined: nothing red

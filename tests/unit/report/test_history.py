@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from qc.cli import main
 from qc.errors import ConfigError, DataError
 from qc.report.history import History, MetricRow, RunInfo, regressions
 
@@ -64,3 +65,32 @@ def test_regressions_respect_direction_and_relative_tolerance() -> None:
     assert "tolerance 20% relative" in next(r for r in found if r.metric == "target_fps").message()
     _, missing = regressions({"target_ap": float("nan")}, base, tol)
     assert set(missing) == {"target_ap", "target_fps", "worst_layer_cosine"}
+
+
+@pytest.mark.parametrize(("last", "found"), [("-1", "found -1"), ("0", "found 0"), ("two", "found 'two'")])
+def test_history_last_below_one_is_rejected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], last: str, found: str
+) -> None:
+    h = History(tmp_path / "history.sqlite")
+    _run(h, "r1", "2026-01-01T00:00:00+00:00", target_ap=0.3)
+    with pytest.raises(SystemExit) as exc:
+        main(["history", "--report-dir", str(tmp_path), "--last", last])
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert "argument --last:" in captured.err
+    assert found in captured.err
+    assert "no runs recorded" not in captured.out
+
+
+def test_history_last_keeps_the_last_n_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    h = History(tmp_path / "history.sqlite")
+    for day, ap in ((1, 0.3), (2, 0.28), (3, 0.31)):
+        _run(h, f"r{day}", f"2026-01-0{day}T00:00:00+00:00", target_ap=ap)
+    assert main(["history", "--report-dir", str(tmp_path), "--last", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "1 run(s): r3" in out
+    assert "target_ap              0.31   (= since the first shown run)" in out
+    assert main(["history", "--report-dir", str(tmp_path), "--last", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 run(s): r2" in out
+    assert "0.28  0.31   (better since the first shown run)" in out

@@ -241,3 +241,28 @@ class _Renamed:
             if dq in values:
                 out[src] = values[dq]
         return out
+
+
+def test_symmetric_sfxp_encodings_become_signed_onnx_types(tmp_path: Path) -> None:
+    """QAIRT 2.3x symmetric tensors (``sFxp_8``, offset 0) are int8 with zero point 0, not uint8."""
+    info = _info()
+    sym_y = Encoding(8, -1.0, 127 / 128, 1 / 128, 0.0)
+    sigmoid = info.layers[2]
+    sigmoid.outputs[0] = DlcTensor("y", "sFxp_8", (1, 8, 8, 2), "APP_READ")
+    sigmoid.encodings["y"] = sym_y
+    out = tmp_path / "sim.onnx"
+    result = build_host_simulation(_model(tmp_path / "m.onnx"), info, None, _feeds(), out, "tiny")
+    assert "y" in result.exact
+    scale, zero_point = _qdq(onnx.load(str(out)))["y"]
+    assert zero_point.dtype == np.int8
+    assert int(zero_point) == 0
+    assert float(scale) == pytest.approx(1 / 128)
+    assert result.verified >= 1
+
+
+def test_a_signed_encoding_with_an_offset_outside_int8_is_refused(tmp_path: Path) -> None:
+    info = _info()
+    info.layers[2].outputs[0] = DlcTensor("y", "sFxp_8", (1, 8, 8, 2), "APP_READ")
+    info.layers[2].encodings["y"] = Encoding(8, 0.0, 1.0, 1 / 255, 200.0)
+    with pytest.raises(ModelError, match=r"zero point -200.0; expected an integer in \[-128, 127\] for a signed"):
+        build_host_simulation(_model(tmp_path / "m.onnx"), info, None, _feeds(), tmp_path / "s.onnx", "tiny")

@@ -1,12 +1,12 @@
-"""Parsers for the text and CSV that SNPE tools print (formats: docs of /work/shared/reference/snpe-tools.md).
+"""``snpe-dlc-info`` (text table and ``-s`` CSV): layers, tensors, encodings, I/O tables, totals.
 
-Every parser treats its input as untrusted and raises only :class:`qc.errors.ParseError`, whose message names the
-tool and shows the offending line.
+Op types are QNN op names. Two of them carry their real operation as a code in the ``operation:`` parameter:
+``Eltwise_Binary``/``ElementWiseBinary`` and ``ElementWiseNeuron`` (activations). The code tables below are QNN's
+``QNN_OP_ELEMENT_WISE_BINARY_OPERATION_*`` and ``QNN_OP_ELEMENT_WISE_NEURON_OPERATION_*`` from ``QnnOpDef.h``
+(QAIRT 2.x). A code missing from a table is reported as ``ElementWiseNeuron(op=N)``, never guessed.
 
-* :func:`parse_throughput` - ``snpe-throughput-net-run`` (the ``Total throughput:`` line, plus thread lines).
-* :func:`parse_diagview_csv` / :func:`parse_diagview_text` - ``snpe-diagview`` per-layer times.
-* :func:`parse_dlc_info_text` / :func:`parse_dlc_info_csv` - ``snpe-dlc-info`` layer table, encodings, I/O tables.
-* :func:`parse_failed_write` - the folder ``snpe-net-run --debug`` could not write to.
+About 600 lines on purpose: the text table and the ``-s`` CSV feed one builder (rows, continuation rows, encodings,
+I/O tables, totals); splitting it would separate the two readers from the state they share.
 """
 
 from __future__ import annotations
@@ -14,48 +14,13 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import wraps
-from typing import ParamSpec, TypeVar
 
-from qc.errors import ParseError
+from qc.snpe.parsers._common import _SNUM, _guarded, _integer, _number, _si_count, _text_arg, _Where
 
-__all__ = [
-    "ELTWISE_OPERATIONS",
-    "ChannelEncoding",
-    "DlcInfo",
-    "DlcIoTensor",
-    "DlcLayer",
-    "DlcTensor",
-    "DlcTotals",
-    "Encoding",
-    "LayerTime",
-    "LayerTimes",
-    "NetworkStat",
-    "ThreadThroughput",
-    "ThroughputResult",
-    "parse_diagview_csv",
-    "parse_diagview_text",
-    "parse_dlc_info_csv",
-    "parse_dlc_info_text",
-    "parse_encoding",
-    "parse_failed_write",
-    "parse_throughput",
-]
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-_NUM = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
-_SNUM = r"[-+]?" + _NUM
-_MAX_SHOWN = 200
-
-# QNN ElementWiseBinary "operation" codes. 0-6 and 10-13 are confirmed in snpe-tools.md; the others follow the QNN
-# op definition order (GREATER_EQUAL 7, LESS 8, LESS_EQUAL 9, NOT_EQUAL 14, OR 15, POWER 16, SQUARED_DIFFERENCE 17,
-# SUBTRACT 18, XOR 19) and are unverified against dlc-info output.
+# QNN ElementWiseBinary "operation" codes (QnnOpDef.h, QNN_OP_ELEMENT_WISE_BINARY_OPERATION_*).
 ELTWISE_OPERATIONS: dict[int, str] = {
     0: "ADD",
     1: "AND",
@@ -79,412 +44,22 @@ ELTWISE_OPERATIONS: dict[int, str] = {
     19: "XOR",
 }
 
+_BINARY_TYPES = ("Eltwise_Binary", "ElementWiseBinary")
+_NEURON_TYPES = ("ElementWiseNeuron", "Eltwise_Neuron")
 
-# --------------------------------------------------------------------------------------------------------------
-# Error helpers
-
-
-class _Where:
-    """The tool and line a parser is looking at, for error messages."""
-
-    def __init__(self, tool: str) -> None:
-        self.tool = tool
-        self.lineno = 0
-        self.line = ""
-
-    def at(self, lineno: int, line: str) -> None:
-        self.lineno = lineno
-        self.line = line
-
-    def error(self, reason: str) -> ParseError:
-        if self.lineno:
-            shown = self.line if len(self.line) <= _MAX_SHOWN else self.line[: _MAX_SHOWN - 3] + "..."
-            return ParseError(f"{self.tool}: {reason} (line {self.lineno}: {shown!r})")
-        return ParseError(f"{self.tool}: {reason}")
-
-
-def _guarded(tool: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Turn any unexpected exception of a parser into ParseError (a safety net: parsers raise ParseError)."""
-
-    def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        @wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                return func(*args, **kwargs)
-            except ParseError:
-                raise
-            except (ValueError, IndexError, KeyError, TypeError, OverflowError, csv.Error, RecursionError) as exc:
-                raise ParseError(f"{tool}: unreadable output ({type(exc).__name__}: {exc})") from None
-
-        return wrapper
-
-    return decorate
-
-
-def _text_arg(tool: str, text: object) -> str:
-    if isinstance(text, bytes):
-        return text.decode("utf-8", errors="replace")
-    if not isinstance(text, str):
-        raise ParseError(f"{tool}: expected text, got {type(text).__name__}")
-    return text
-
-
-def _number(where: _Where, token: str, what: str) -> float:
-    try:
-        value = float(token)
-    except ValueError:
-        raise where.error(f"{what} {token!r} is not a number") from None
-    if not math.isfinite(value):
-        raise where.error(f"{what} {token!r} is not finite")
-    return value
-
-
-def _integer(where: _Where, token: str, what: str) -> int:
-    token = token.strip()
-    if not re.fullmatch(r"[-+]?\d{1,30}", token):
-        raise where.error(f"{what} {token!r} is not an integer")
-    return int(token)
-
-
-_SI = {"": 1, "k": 1_000, "K": 1_000, "M": 1_000_000, "G": 1_000_000_000, "T": 1_000_000_000_000}
-
-
-def _si_count(text: str) -> int | None:
-    """``864 (0.0276%)`` -> 864, ``12M (3.4%)`` -> 12_000_000 (dlc-info rounds down to whole k/M)."""
-    match = re.match(r"^\s*(\d{1,30})\s*([kKMGT]?)\b", text)
-    if match is None:
-        return None
-    return int(match.group(1)) * _SI[match.group(2)]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# snpe-throughput-net-run
-
-
-@dataclass(frozen=True)
-class ThreadThroughput:
-    """One ``[Thread i - runtime] N infs/sec - ...`` line."""
-
-    index: int
-    runtime: str
-    infs_per_sec: float
-    images_processed: int | None = None
-    build_time_us: int | None = None
-    elapsed_time_us: int | None = None
-    real_time_us: int | None = None
-    teardown_time_us: int | None = None
-    batch: int | None = None
-
-
-@dataclass(frozen=True)
-class ThroughputResult:
-    total_infs_per_sec: float
-    threads: list[ThreadThroughput] = field(default_factory=list)
-
-
-_TP_TOOL = "snpe-throughput-net-run"
-_TOTAL = re.compile(r"Total throughput:\s*(" + _NUM + r")\s*infs/sec\b")
-_THREAD = re.compile(r"^\s*\[Thread\s+(\d{1,9})\s*-\s*([^\]]*)\]\s*(" + _NUM + r")\s*infs/sec\b(.*)$")
-_THREAD_FIELDS = {
-    "images_processed": re.compile(r"Number of images processed:\s*(\d{1,30})"),
-    "build_time_us": re.compile(r"Build time:\s*(\d{1,30})\s*microseconds"),
-    "elapsed_time_us": re.compile(r"Elapsed time:\s*(\d{1,30})\s*microseconds"),
-    "real_time_us": re.compile(r"Real time:\s*(\d{1,30})\s*microseconds"),
-    "teardown_time_us": re.compile(r"Teardown time:\s*(\d{1,30})\s*microseconds"),
-    "batch": re.compile(r"Batch\s*:\s*(\d{1,30})"),
+# QNN ElementWiseNeuron "operation" codes (QnnOpDef.h, QNN_OP_ELEMENT_WISE_NEURON_OPERATION_*), as the op types
+# qc's lint and reports use for the same activation in ONNX.
+NEURON_OPERATIONS: dict[int, str] = {
+    0: "Elu",
+    1: "Gelu",
+    2: "HardSigmoid",
+    3: "HardSwish",
+    4: "Relu",
+    5: "ReluMinMax",
+    6: "Sigmoid",
+    7: "Softplus",
+    8: "Tanh",
 }
-
-
-@_guarded(_TP_TOOL)
-def parse_throughput(text: str) -> ThroughputResult:
-    """FPS from ``snpe-throughput-net-run`` output: the ``Total throughput:`` line, never a thread line.
-
-    Raises ParseError when there is no total line, when it is malformed, or when several disagree.
-    """
-    text = _text_arg(_TP_TOOL, text)
-    where = _Where(_TP_TOOL)
-    totals: list[float] = []
-    threads: list[ThreadThroughput] = []
-    last = ""
-    for lineno, line in enumerate(text.splitlines(), 1):
-        where.at(lineno, line)
-        if line.strip():
-            last = line
-        if "Total throughput:" in line:
-            match = _TOTAL.search(line)
-            if match is None:
-                raise where.error("malformed 'Total throughput:' line")
-            value = _number(where, match.group(1), "total throughput")
-            if totals and value != totals[0]:
-                raise where.error(f"several 'Total throughput:' lines disagree ({totals[0]:g} vs {value:g})")
-            totals.append(value)
-        elif line.lstrip().startswith("[Thread"):
-            match = _THREAD.match(line)
-            if match is None:
-                raise where.error("malformed thread line")
-            extra: dict[str, int] = {}
-            for key, pattern in _THREAD_FIELDS.items():
-                found = pattern.search(match.group(4))
-                if found is not None:
-                    extra[key] = int(found.group(1))
-            threads.append(
-                ThreadThroughput(
-                    index=int(match.group(1)),
-                    runtime=match.group(2).strip(),
-                    infs_per_sec=_number(where, match.group(3), "thread throughput"),
-                    **extra,
-                )
-            )
-    if not totals:
-        where.at(0, "")
-        shown = last.strip()[:_MAX_SHOWN]
-        raise ParseError(f"{_TP_TOOL}: no 'Total throughput:' line found (last line: {shown!r})")
-    return ThroughputResult(total_infs_per_sec=totals[0], threads=threads)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# snpe-diagview
-
-
-@dataclass(frozen=True)
-class LayerTime:
-    """Time of one layer; ``share`` is its fraction of :attr:`LayerTimes.total` (0..1)."""
-
-    index: int
-    name: str | None
-    time: float
-    unit: str
-    share: float
-    raw_name: str | None = None
-    message: str | None = None
-    runtime: str | None = None
-
-
-@dataclass(frozen=True)
-class NetworkStat:
-    """A whole-network statistic such as ``Total Inference Time`` (value and unit)."""
-
-    name: str
-    value: float
-    unit: str
-
-
-@dataclass(frozen=True)
-class LayerTimes:
-    """Per-layer times. ``total`` is the sum of the layer times, in ``unit`` (``cycles`` on the DSP, else ``us``).
-
-    DSP cycles cannot be converted to microseconds (ops overlap): compare layers by ``share``. Whole-network
-    statistics are in ``network`` (e.g. ``network["Total Inference Time"]``, in us). When the log holds several
-    executions, each layer's time is the mean over them.
-    """
-
-    rows: list[LayerTime]
-    total: float
-    unit: str
-    network: dict[str, NetworkStat] = field(default_factory=dict)
-
-    @property
-    def total_inference_time_us(self) -> float | None:
-        stat = self.network.get("Total Inference Time")
-        if stat is None:
-            return None
-        return {"us": 1.0, "ms": 1000.0, "ns": 0.001, "s": 1e6}.get(stat.unit, math.nan) * stat.value
-
-    def top(self, n: int) -> list[LayerTime]:
-        """The ``n`` slowest layers, slowest first."""
-        return sorted(self.rows, key=lambda r: r.time, reverse=True)[:n]
-
-
-_UNITS = {
-    "us": "us",
-    "usec": "us",
-    "usecs": "us",
-    "µs": "us",
-    "microsecond": "us",
-    "microseconds": "us",
-    "ms": "ms",
-    "msec": "ms",
-    "millisecond": "ms",
-    "milliseconds": "ms",
-    "ns": "ns",
-    "nsec": "ns",
-    "nanoseconds": "ns",
-    "s": "s",
-    "sec": "s",
-    "seconds": "s",
-    "cycles": "cycles",
-    "cycle": "cycles",
-    "cyc": "cycles",
-}
-
-
-def _unit(token: str) -> str:
-    token = token.strip()
-    return _UNITS.get(token.lower(), token.lower())
-
-
-_NAME_UNIT = re.compile(r"^(.*?)\s*\(\s*(cycles|cycle|us|usec|ms|ns)\s*\)\s*$", re.IGNORECASE)
-
-
-def _split_layer_name(raw: str) -> tuple[str | None, str | None]:
-    """``/model.0/conv/Conv:OpId_3 (cycles)`` -> (``/model.0/conv/Conv``, ``cycles``)."""
-    name = raw.strip()
-    unit_hint = None
-    match = _NAME_UNIT.match(name)
-    if match is not None:
-        name, unit_hint = match.group(1), _unit(match.group(2))
-    if ":" in name:
-        base, suffix = name.rsplit(":", 1)
-        if base and suffix and "/" not in suffix and " " not in suffix:
-            name = base
-    return (name or None), unit_hint
-
-
-@dataclass(frozen=True)
-class _Sample:
-    time: float
-    unit: str
-    name: str | None
-    raw_name: str | None
-    message: str | None = None
-    runtime: str | None = None
-
-
-def _layer_times(
-    where: _Where,
-    samples: dict[int, list[_Sample]],
-    network: dict[str, list[tuple[float, str]]],
-) -> LayerTimes:
-    if not samples:
-        raise where.error("no per-layer times found")
-    units = {sample.unit for values in samples.values() for sample in values}
-    if len(units) > 1:
-        raise where.error(f"layers use different units ({', '.join(sorted(units))})")
-    unit = units.pop()
-    means = {index: sum(v.time for v in values) / len(values) for index, values in samples.items()}
-    total = sum(means.values())
-    rows = []
-    for index in sorted(samples):
-        first = samples[index][0]
-        rows.append(
-            LayerTime(
-                index=index,
-                name=first.name,
-                time=means[index],
-                unit=unit,
-                share=means[index] / total if total > 0 else 0.0,
-                raw_name=first.raw_name,
-                message=first.message,
-                runtime=first.runtime,
-            )
-        )
-    stats = {
-        name: NetworkStat(name=name, value=sum(v for v, _u in values) / len(values), unit=values[0][1])
-        for name, values in network.items()
-    }
-    return LayerTimes(rows=rows, total=total, unit=unit, network=stats)
-
-
-_DV_TOOL = "snpe-diagview"
-_DV_STAT = re.compile(r"^\s*([A-Za-z][^:]*?)\s*:\s*(" + _NUM + r")\s*([A-Za-zµ]+)\s*$")
-_DV_ROW_START = re.compile(r"^\s*\d+\s*:")
-_DV_ROW = re.compile(r"^\s*(\d{1,9})\s*:\s*(?:(.*?)\s*:\s*)??(" + _NUM + r")\s*([A-Za-zµ]+)\s*(?::\s*(.*?))?\s*$")
-
-
-@_guarded(_DV_TOOL)
-def parse_diagview_text(text: str) -> LayerTimes:
-    """``snpe-diagview`` text output: ``Total Inference Time: N us`` ... ``Layer Times:`` ``i: N cycles : DSP``."""
-    text = _text_arg(_DV_TOOL, text)
-    where = _Where(_DV_TOOL)
-    samples: dict[int, list[_Sample]] = {}
-    network: dict[str, list[tuple[float, str]]] = {}
-    in_layers = False
-    for lineno, line in enumerate(text.splitlines(), 1):
-        where.at(lineno, line)
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if re.match(r"^Layer Times\s*:?\s*$", stripped):
-            in_layers = True
-            continue
-        if in_layers and _DV_ROW_START.match(line):
-            match = _DV_ROW.match(line)
-            if match is None:
-                raise where.error("malformed layer time line")
-            index = int(match.group(1))
-            raw = match.group(2)
-            name, _hint = _split_layer_name(raw) if raw else (None, None)
-            value = _number(where, match.group(3), "layer time")
-            samples.setdefault(index, []).append(
-                _Sample(value, _unit(match.group(4)), name, raw, runtime=match.group(5) or None)
-            )
-            continue
-        in_layers = False
-        stat = _DV_STAT.match(line)
-        if stat is not None:
-            network.setdefault(stat.group(1), []).append(
-                (_number(where, stat.group(2), stat.group(1)), _unit(stat.group(3)))
-            )
-    where.at(0, "")
-    return _layer_times(where, samples, network)
-
-
-@_guarded(_DV_TOOL)
-def parse_diagview_csv(text: str) -> LayerTimes:
-    """``snpe-diagview --csv_format_version 2`` output.
-
-    Columns are found by name (``Layer Id``, ``Layer Name``, ``Time``, ``Unit of Measurement``, ``Message``), so
-    their order and any extra columns do not matter. Rows with an empty ``Layer Id`` are network statistics.
-    """
-    text = _text_arg(_DV_TOOL, text)
-    where = _Where(_DV_TOOL + " CSV")
-    reader = csv.reader(io.StringIO(text.replace("\x00", "")))
-    columns: dict[str, int] | None = None
-    samples: dict[int, list[_Sample]] = {}
-    network: dict[str, list[tuple[float, str]]] = {}
-    for row in reader:
-        line = ",".join(row)
-        where.at(reader.line_num, line)
-        cells = [c.strip() for c in row]
-        if not any(cells):
-            continue
-        if columns is None:
-            if "Layer Id" in cells:
-                columns = {name: i for i, name in enumerate(cells) if name}
-                missing = [c for c in ("Layer Id", "Layer Name", "Time") if c not in columns]
-                if missing:
-                    raise where.error(f"header lacks column(s) {', '.join(missing)}")
-            continue
-
-        def cell(name: str, cells: list[str] = cells, columns: dict[str, int] = columns) -> str:
-            index = columns.get(name)
-            return cells[index] if index is not None and index < len(cells) else ""
-
-        layer_id, raw_name, time_text = cell("Layer Id"), cell("Layer Name"), cell("Time")
-        unit_text, message = cell("Unit of Measurement"), cell("Message") or None
-        if layer_id == "Layer Id":
-            continue  # a repeated header (several executions)
-        name, hint = _split_layer_name(raw_name)
-        unit = _unit(unit_text) if unit_text else hint
-        if not layer_id:
-            if raw_name and time_text:
-                value = _number(where, time_text, f"time of {raw_name!r}")
-                network.setdefault(name or raw_name, []).append((value, unit or "us"))
-            continue
-        index = _integer(where, layer_id, "Layer Id")
-        if index < 0:
-            raise where.error(f"negative Layer Id {index}")
-        if not time_text:
-            raise where.error("layer row without a Time")
-        if unit is None:
-            raise where.error("layer row without a unit")
-        value = _number(where, time_text, "Time")
-        samples.setdefault(index, []).append(_Sample(value, unit, name, raw_name or None, message=message))
-    if columns is None:
-        where.at(0, "")
-        raise where.error("no header row with 'Layer Id' found")
-    where.at(0, "")
-    return _layer_times(where, samples, network)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -547,10 +122,30 @@ class DlcLayer:
     @property
     def eltwise_operation(self) -> str | None:
         """``DIVIDE`` for an ``Eltwise_Binary`` with ``operation: 2`` (None for other ops or unknown codes)."""
-        if not self.type.startswith("Eltwise"):
+        if self.type not in _BINARY_TYPES:
             return None
         code = self.params.get("operation", "").strip()
         return ELTWISE_OPERATIONS.get(int(code)) if code.isdigit() else None
+
+    @property
+    def neuron_operation(self) -> str | None:
+        """``Relu`` for an ``ElementWiseNeuron`` with ``operation: 4`` (None for other ops or unknown codes)."""
+        if self.type not in _NEURON_TYPES:
+            return None
+        code = self.params.get("operation", "").strip()
+        return NEURON_OPERATIONS.get(int(code)) if code.isdigit() else None
+
+    @property
+    def op_label(self) -> str:
+        """The op type reports show: ``Relu`` for ``ElementWiseNeuron`` code 4, ``Eltwise_Binary:DIVIDE`` for code 2,
+        ``ElementWiseNeuron(op=12)`` for a code qc does not know (never guessed), else the dlc-info type."""
+        code = self.params.get("operation", "").strip()
+        if self.type in _NEURON_TYPES:
+            return self.neuron_operation or f"{self.type}(op={code or '?'})"
+        if self.type in _BINARY_TYPES:
+            op = self.eltwise_operation
+            return f"{self.type}:{op}" if op else f"{self.type}(op={code or '?'})"
+        return self.type
 
     @property
     def param_count(self) -> int | None:
@@ -1018,29 +613,3 @@ def parse_dlc_info_csv(text: str, *, graph: str | None = None) -> DlcInfo:
         else:
             builder.row(row)
     return builder.build(graph)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# snpe-net-run --debug
-
-
-_FAILED_WRITE = re.compile(r"Failed to write data to:?\s*(.*?)\s*$")
-
-
-@_guarded("snpe-net-run")
-def parse_failed_write(stderr: str) -> str | None:
-    """The path in ``Failed to write data to: <path>`` (first occurrence), or None when absent."""
-    stderr = _text_arg("snpe-net-run", stderr)
-    where = _Where("snpe-net-run")
-    for lineno, line in enumerate(stderr.splitlines(), 1):
-        if "Failed to write data to" not in line:
-            continue
-        where.at(lineno, line)
-        match = _FAILED_WRITE.search(line)
-        path = match.group(1) if match is not None else ""
-        if len(path) >= 2 and path[0] == path[-1] and path[0] in "'\"":
-            path = path[1:-1]
-        if not path:
-            raise where.error("'Failed to write data to' without a path")
-        return path
-    return None
