@@ -37,7 +37,9 @@ TOOL = "qnn-profile-viewer"
 _VALUE = re.compile(r"^(?P<key>.*\S)\s*:\s+(?P<value>[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(?P<unit>[A-Za-z/%]+)?\s*$")
 _NODE = re.compile(r"^(?P<name>.*):OpId_(?P<id>\d+) \((?P<unit>[A-Za-z]+)\)$")
 _IO = re.compile(r"^(?P<kind>Input|Output) OpId_(?P<id>\d+) \((?P<unit>[A-Za-z]+)\)$")
-_SECTION = re.compile(r"^(?P<name>(?:Init|Compose Graphs|Finalize|De-Init|Execute|Lib-Load)\s+Stats(?:\s*\([^)]*\))?)\s*:")
+_SECTION = re.compile(
+    r"^(?P<name>(?:Init|Compose Graphs|Finalize|De-Init|Execute|Lib-Load)\s+Stats(?:\s*\([^)]*\))?)\s*:"
+)
 _EXEC_BLOCK = re.compile(r"^Execute Stat (?P<n>\d+)\s*:?$")
 _GRAPH = re.compile(r"^Graph (?P<k>\d+) \((?P<name>.*)\)\s*:$")
 _BACKEND = re.compile(r"^Backend \((?P<event>.*)\)$")
@@ -145,6 +147,7 @@ def parse_viewer_text(text: str, onnx_nodes: Mapping[str, str] | None = None, gr
             f"{TOOL}: no execution statistics (no 'Execute Stats (Average):' graph block and no 'Execute Stat <n>' "
             "block): was qnn-net-run given --profiling_level, and did it execute?"
         )
+    chosen: str | None
     if graph is not None:
         if graph not in runs:
             raise ViewerParseError(f"{TOOL}: no statistics for graph {graph!r} (found {sorted(map(str, runs))}).")
