@@ -148,12 +148,12 @@ def parse_viewer_text(text: str, onnx_nodes: Mapping[str, str] | None = None, gr
             "block): was qnn-net-run given --profiling_level, and did it execute?"
         )
     chosen: str | None
-    if graph is not None:
-        if graph not in runs:
-            raise ViewerParseError(f"{TOOL}: no statistics for graph {graph!r} (found {sorted(map(str, runs))}).")
+    if graph is not None and graph in runs:
         chosen = graph
-    elif len(runs) == 1:
+    elif len(runs) == 1 and (graph is None or None in runs):  # the per-execution layout names no graph
         chosen = next(iter(runs))
+    elif graph is not None:
+        raise ViewerParseError(f"{TOOL}: no statistics for graph {graph!r} (found {sorted(map(str, runs))}).")
     else:
         raise ViewerParseError(f"{TOOL}: statistics of several graphs ({sorted(map(str, runs))}); name one.")
     profile = _summarize(runs[chosen], dict(onnx_nodes or {}))
