@@ -25,9 +25,11 @@ def _cases(kind: str) -> list[tuple[str, str, dict[str, Any]]]:
     for version in VERSIONS:
         expected = json.loads((FORMATS / version / "expected.json").read_text())
         for name, values in expected.items():
-            if (kind == "text" and name.endswith(".txt")) or (kind == "csv" and name.endswith(".csv")):
-                cases.append((version, name, values))
-            elif kind == "json" and name.endswith(".json"):
+            if (
+                (kind == "text" and name.endswith(".txt"))
+                or (kind == "csv" and name.endswith(".csv"))
+                or (kind == "json" and name.endswith(".json"))
+            ):
                 cases.append((version, name, values))
     return cases
 
@@ -97,7 +99,8 @@ def test_context_json(version: str, name: str, values: dict[str, Any]) -> None:
     info = parse_context_json((FORMATS / version / name).read_text())
     graph = info.graph()
     assert graph.name == values["graph"]
-    for found, want in [*zip(graph.inputs, values["inputs"], strict=True), *zip(graph.outputs, values["outputs"], strict=True)]:
+    pairs = [*zip(graph.inputs, values["inputs"], strict=True), *zip(graph.outputs, values["outputs"], strict=True)]
+    for found, want in pairs:
         assert found.name == want["name"]
         assert found.dtype == want["dtype"]
         assert list(found.dims) == want["dims"]
@@ -119,7 +122,7 @@ def test_context_json_refuses_what_it_cannot_use() -> None:
     tensor["dataType"] = "QNN_DATATYPE_STRING"
     with pytest.raises(ContextInfoError, match="dataType 'QNN_DATATYPE_STRING'"):
         parse_context_json(json.dumps(base))
-    with pytest.raises(ContextInfoError, match="no 'info.graphs'"):
+    with pytest.raises(ContextInfoError, match=r"no 'info\.graphs'"):
         parse_context_json("{}")
 
 
@@ -153,4 +156,5 @@ def test_output_file_candidates() -> None:
 
 
 def test_parse_errors_are_parse_errors() -> None:
-    assert issubclass(ViewerParseError, ParseError) and issubclass(ContextInfoError, ParseError)
+    assert issubclass(ViewerParseError, ParseError)
+    assert issubclass(ContextInfoError, ParseError)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -40,17 +41,13 @@ TEXT = st.lists(st.one_of(st.text(max_size=20), TOKENS), max_size=40).map("".joi
 
 
 def _viewer_ok(text: str) -> None:
-    try:
+    with contextlib.suppress(ParseError):
         parse_viewer_text(text, NODES)
-    except ParseError:
-        pass
 
 
 def _context_ok(text: str) -> None:
-    try:
+    with contextlib.suppress(ParseError):
         parse_context_json(text)
-    except ParseError:
-        pass
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -100,8 +97,8 @@ def test_context_json_mutated(text: str, data: st.DataObject) -> None:
     else:
         parent = doc
         for key in path[:-1]:
-            parent = parent[key]  # type: ignore[index]
-        parent[path[-1]] = value  # type: ignore[index]
+            parent = parent[key]
+        parent[path[-1]] = value
     _context_ok(json.dumps(doc))
 
 
