@@ -535,7 +535,7 @@ class QnnDeviceRunner:
             raise ParseError(f"{self.name}: qnn-profile-viewer printed no 'NetRun IPS' line for the speed run.")
         netrun = report.netrun_us
         mean_ms = netrun / 1000.0 if netrun is not None else (1000.0 / report.ips if report.ips > 0 else math.inf)
-        label = device_label(self.spec_device()) if len(self.spec.devices) == 1 else ", ".join(self.spec.devices)
+        label = ", ".join(device_label(d) for d in self._pool.devices.values())
         return LatencyStats(
             fps=report.ips,
             latency_ms_mean=mean_ms,
@@ -548,9 +548,6 @@ class QnnDeviceRunner:
                 "NetRun IPS (includes file I/O), mean latency = averaged NetRun time; percentiles unknown"
             ),
         )
-
-    def spec_device(self) -> DeviceSpec:
-        return next(iter(self._pool.devices.values()))
 
 
 @contextlib.contextmanager

@@ -70,10 +70,12 @@ class QnnAssets:
     qdq: Path
     bin: Path
 
-    def context(self, layout: str, identifiers: bool) -> Path:
-        out = self.folder / f"ctx-{layout}-{int(identifiers)}.bin"
+    def context(self, layout: str, identifiers: bool, quantized_io: bool = True) -> Path:
+        out = self.folder / f"ctx-{layout}-{int(identifiers)}-{int(quantized_io)}.bin"
         if not out.is_file():
-            build_context(self.qdq, out, graph="tiny_model", layout=layout, identifiers=identifiers)
+            build_context(
+                self.qdq, out, graph="tiny_model", layout=layout, identifiers=identifiers, quantized_io=quantized_io
+            )
         return out
 
 
@@ -131,11 +133,13 @@ RunnerFactory = Callable[..., QnnDeviceRunner]
 def qnn_runner(qnn_assets: QnnAssets, reference: OrtRunner, tmp_path: Path) -> Iterator[RunnerFactory]:
     made: list[QnnDeviceRunner] = []
 
-    def make(device: DeviceSpec, *, layout: str = "nhwc", identifiers: bool = True, **target: Any) -> QnnDeviceRunner:
+    def make(
+        device: DeviceSpec, *, layout: str = "nhwc", identifiers: bool = True, quantized_io: bool = True, **target: Any
+    ) -> QnnDeviceRunner:
         spec = QnnDeviceTarget.model_validate(
             {
                 "kind": "qnn",
-                "context_binary": qnn_assets.context(layout, identifiers),
+                "context_binary": qnn_assets.context(layout, identifiers, quantized_io),
                 "source_model": qnn_assets.qdq,
                 "devices": [device.name],
                 "speed_inferences": 5,

@@ -90,6 +90,20 @@ def test_outputs_match_onnxruntime(
     assert run_folders(root) == []
 
 
+@pytest.mark.parametrize("fake_version", ["qnn-2.1x"], indirect=True)
+def test_float_io_context(
+    qnn_device: DeviceFactory, qnn_runner: RunnerFactory, qnn_assets: QnnAssets, tmp_path: Path
+) -> None:
+    """A context whose graph I/O is float32 (as onnxruntime's QNN EP exports, the quantization inside the graph):
+    native files are float32 and nothing is dequantized."""
+    runner = qnn_runner(qnn_device(), layout="onnx", identifiers=False, quantized_io=False)
+    assert {t.dtype for t in runner.context_graph().outputs} == {"QNN_DATATYPE_FLOAT_32"}
+    batch = feeds(2)
+    for out, qdq in zip(runner.run_batch(batch), qdq_outputs(qnn_assets, batch), strict=True):
+        for name in OUTPUTS:
+            assert np.allclose(out[name], qdq[name], atol=1e-5)
+
+
 @pytest.mark.parametrize("fake_version", ["qairt-2.4x"], indirect=True)
 def test_float_files_without_native_io(
     qnn_device: DeviceFactory, qnn_runner: RunnerFactory, qnn_assets: QnnAssets, tmp_path: Path
