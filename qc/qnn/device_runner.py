@@ -195,7 +195,7 @@ class QnnDeviceRunner:
         return self._info
 
     def context_graph(self) -> ContextGraph:
-        return self.context_info().graph(self.spec.graph)
+        return self.context_info().graph()
 
     def _cache_path(self) -> Path | None:
         if self._cache_dir is None:
@@ -245,11 +245,17 @@ class QnnDeviceRunner:
     def _parse_info(self, text: str, where: str) -> ContextInfo:
         try:
             info = parse_context_json(text)
-            info.graph(self.spec.graph)
         except ParseError as exc:
             raise ParseError(
                 f"{self.name}: {exc} [qnn-context-binary-utility --context_binary {self.context} on {where}]"
             ) from None
+        if len(info.graphs) != 1:
+            # qnn-net-run runs every graph of a context, each from its own input list ("__" skips one): qc drives
+            # one graph per context binary
+            raise ModelError(
+                f"{self.name}: {self.context} holds {len(info.graphs)} graphs ({[g.name for g in info.graphs]}); the "
+                "qnn target runs context binaries with one graph: prepare the model as one graph."
+            )
         return info
 
     def graph(self) -> GraphTensors:
@@ -446,7 +452,7 @@ class QnnDeviceRunner:
             csv_text, text = self._viewer(sess, remote, found, Path(tmp))
             sess.rundir.remove(remote)
         try:
-            report = parse_viewer_text(text, nodes, self.spec.graph)
+            report = parse_viewer_text(text, nodes)
             profile = report.profile
             if csv_text is not None:
                 try:
@@ -496,11 +502,19 @@ class QnnDeviceRunner:
         from qc.qnn.profile import onnx_node_types
 
         nodes = onnx_node_types(self.source_model)
+        return {**nodes, **{ident: nodes[name] for ident, name in self._identifier_names().items()}}
+
+    def _identifier_names(self) -> dict[str, str]:
+        """Identifier form -> ONNX node name, for the source model's nodes whose identifier form is unique."""
+        if self.source_model is None:
+            return {}
+        from qc.qnn.profile import onnx_node_types
+
+        names = list(onnx_node_types(self.source_model))
         idents: dict[str, list[str]] = {}
-        for name in nodes:
+        for name in names:
             idents.setdefault(qnn_identifier(name), []).append(name)
-        extra = {ident: nodes[names[0]] for ident, names in idents.items() if len(names) == 1 and ident not in nodes}
-        return {**nodes, **extra}
+        return {i: n[0] for i, n in idents.items() if len(n) == 1 and i not in names}
 
     def layer_times(self, feeds: Mapping[str, np.ndarray], *, runs: int = 10) -> LayerProfile:
         """Per-op time of ``runs`` profiled inferences (HTP: cycles, compare shares); I/O transfers kept apart."""
@@ -510,7 +524,11 @@ class QnnDeviceRunner:
                 f"{self.name}: qnn-profile-viewer lists no per-op rows for {runs} profiled inference(s) on the device: "
                 "the backend reported no op times at --profiling_level detailed."
             )
-        rows = profile.layer_rows()
+        originals = self._identifier_names()
+        rows = [
+            LayerTimeRow(originals.get(r.layer, r.layer), r.op_type, r.time, r.unit, r.share)
+            for r in profile.layer_rows()
+        ]
         unit = rows[0].unit if rows else "cycles"
         everything = sum(r.time for r in rows) + sum(i.cycles for i in profile.io)
         io = [

@@ -52,7 +52,6 @@ class QnnDeviceTarget(QuantSettings):
     source_model: Path | None = Field(
         default=None, description="The ONNX model the context was prepared from (maps profiled ops to ONNX nodes)."
     )
-    graph: str | None = Field(default=None, description="Graph of the context to run (needed when it holds several).")
     devices: tuple[str, ...] = Field(min_length=1, description="Names from the top-level 'devices' list: a pool.")
     backend: str = Field(default="libQnnHtp.so", description="qnn-net-run --backend (found via LD_LIBRARY_PATH).")
     batch_size: int = Field(default=8, gt=0, description="Images per qnn-net-run call.")

@@ -79,8 +79,17 @@ def resolve_layout(
         moved = tuple(dims[p] for p in perm)
         return all(not isinstance(s, int) or s == m for s, m in zip(shape, moved, strict=True))
 
+    if not shape:  # the model does not say: only an explicit io_layout can decide a 4-D tensor
+        if rank != 4 or io_layout == "onnx":
+            return identity
+        if io_layout == "nhwc":
+            return NCHW_FROM_NHWC
+        raise ModelError(
+            f"{who}: the model does not give the shape of {onnx_name!r}, so the layout of context tensor "
+            f"{tensor.name!r} (dims {list(dims)}) cannot be decided; set io_layout: onnx or nhwc in the target."
+        )
     if rank != 4:
-        if fits(identity) or not shape:
+        if fits(identity):
             return identity
         raise ModelError(
             f"{who}: context tensor {tensor.name!r} has dims {list(dims)}, the model's {onnx_name!r} has shape "

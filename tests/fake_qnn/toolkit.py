@@ -29,7 +29,8 @@ facts they carry (the path, the tensor), not on the wording.
 
 ``FAKE_QNN_LOG``: every call appends a JSON line (tool, argv, cwd). ``FAKE_QNN_FAULT`` (comma separated):
 ``oom`` (net-run killed by SIGKILL), ``missing_output`` / ``short_output`` (first output of ``Result_0`` absent /
-truncated), ``no_csv`` (the viewer cannot write CSV).
+truncated), ``no_csv`` (the viewer cannot write CSV). ``FAKE_QNN_OP_NAMES=identifier``: profiled ops are named
+in identifier form (``_stem_Conv``), as in a context made by QNN's converters.
 """
 
 from __future__ import annotations
@@ -167,7 +168,10 @@ class Context:
         for k, node in enumerate(model.graph.node):
             if node.op_type in ("QuantizeLinear", "DequantizeLinear", "Constant"):
                 continue
-            ops.append((node.name or f"{node.op_type}_{k}", 2 * k + 18))
+            name = node.name or f"{node.op_type}_{k}"
+            if os.environ.get("FAKE_QNN_OP_NAMES") == "identifier":  # as a converter-made context names its ops
+                name = c_identifier(name)
+            ops.append((name, 2 * k + 18))
         return ops
 
 

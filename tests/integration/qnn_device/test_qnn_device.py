@@ -119,7 +119,7 @@ def test_float_files_without_native_io(
 
 
 @pytest.mark.parametrize("fake_version", FAKE_VERSIONS, indirect=True)
-@pytest.mark.parametrize("fault", ["", "no_csv"])
+@pytest.mark.parametrize("fault", ["", "no_csv", "identifier_ops"])
 def test_layer_times(
     qnn_device: DeviceFactory,
     qnn_runner: RunnerFactory,
@@ -128,7 +128,8 @@ def test_layer_times(
     fake_version: str,
     fault: str,
 ) -> None:
-    device = qnn_device(env={"FAKE_QNN_FAULT": fault})
+    env = {"FAKE_QNN_OP_NAMES": "identifier"} if fault == "identifier_ops" else {"FAKE_QNN_FAULT": fault}
+    device = qnn_device(env=env)
     runner = qnn_runner(device)
     profile = runner.layer_times(feeds(1)[0], runs=3)
     layers = {r.layer: r for r in profile.rows}

@@ -39,6 +39,9 @@ def test_layouts() -> None:
     with pytest.raises(ModelError, match=r"'x' has dims \[1, 8, 12, 3\].*\[1, 4, 8, 12\]"):
         resolve_layout("t", "x", (1, 4, 8, 12), nhwc, "auto")
     assert resolve_layout("t", "y", (1, "n"), tensor("y", (1, 5)), "auto") == (0, 1)
+    with pytest.raises(ModelError, match=r"does not give the shape of 'x'.*set io_layout"):
+        resolve_layout("t", "x", (), nhwc, "auto")
+    assert resolve_layout("t", "x", (), nhwc, "nhwc") == (0, 3, 1, 2)
 
 
 def test_match_by_verbatim_or_identifier_name() -> None:
