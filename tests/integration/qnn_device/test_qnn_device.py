@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from qc.errors import DeviceError, ParseError
-from qc.qnn.device_runner import LayerOutputsUnavailableError
+from qc.qnn.device_runner import LayerOutputsUnavailableError, qnn_session
 from qc.runners.ort import OrtRunner
 from tests.integration.qnn_device.conftest import (
     FAKE_VERSIONS,
@@ -110,12 +110,17 @@ def test_float_files_without_native_io(
 ) -> None:
     runner = qnn_runner(qnn_device(), native_io=False)
     batch = feeds(1)
-    out = runner.run(batch[0])
+    with qnn_session(runner):  # a stage holds one lease for all its calls
+        assert runner._session is not None
+        out = runner.run(batch[0])
+        runner.run(batch[0])
+    assert runner._session is None
     qdq = qdq_outputs(qnn_assets, batch)[0]
     for name in OUTPUTS:
         assert np.allclose(out[name], qdq[name], atol=1e-5)
-    (call,) = [c for c in tool_calls(tmp_path) if c["tool"] == "qnn-net-run"]
-    assert "--use_native_output_files" not in call["argv"]
+    calls = [c for c in tool_calls(tmp_path) if c["tool"] == "qnn-net-run"]
+    assert len(calls) == 2
+    assert all("--use_native_output_files" not in c["argv"] for c in calls)
 
 
 @pytest.mark.parametrize("fake_version", FAKE_VERSIONS, indirect=True)
@@ -208,3 +213,14 @@ def test_wrong_backend_is_reported(qnn_device: DeviceFactory, qnn_runner: Runner
     runner = qnn_runner(qnn_device(), backend="libQnnCpu.so")
     with pytest.raises(DeviceError, match=r"qnn-net-run on .* failed with exit status 1: ERROR: .*libQnnCpu.so"):
         runner.run(feeds(1)[0])
+
+
+def test_failed_run_folder_is_kept_on_request(qnn_device: DeviceFactory, qnn_runner: RunnerFactory) -> None:
+    device = qnn_device(env={"FAKE_QNN_FAULT": "missing_output"})
+    runner = qnn_runner(device, keep_on_failure=True)
+    with pytest.raises(DeviceError, match="wrote no file"):
+        runner.run(feeds(1)[0])
+    runner.close()
+    (folder,) = run_folders(Path(device.remote_root))
+    assert "context.bin" in run_folders(Path(device.remote_root) / folder)
+    assert runner.run_dirs[0].kept
