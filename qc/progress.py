@@ -272,8 +272,14 @@ class TqdmSink:
         with self._lock:
             bar = self._bars.get(key)
             if bar is None:
+                sized = min(_size(self.stream)) > 0  # a terminal that reports no size (0 x 0): 80 x 24
                 bar = tqdm(
-                    total=event.total, desc=f"{event.model}  {event.stage}", file=self.stream, dynamic_ncols=True
+                    total=event.total,
+                    desc=f"{event.model}  {event.stage}",
+                    file=self.stream,
+                    dynamic_ncols=sized,
+                    ncols=None if sized else 80,
+                    nrows=None if sized else 24,
                 )
                 self._bars[key] = bar
             if event.note:
@@ -290,6 +296,14 @@ class TqdmSink:
             for bar in self._bars.values():
                 bar.close()
             self._bars.clear()
+
+
+def _size(stream: TextIO) -> tuple[int, int]:
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return 0, 0
+    return size.columns, size.lines
 
 
 @contextmanager
