@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from qc import progress
 from qc.cliutil import positive_int
 from qc.diagnose.cli import add_parser as add_diagnose_parser
 from qc.errors import QcError
@@ -174,6 +175,12 @@ def _cmd_history(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qc", description="Quantization checker for edge NN accelerators.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress display (default: bars on a terminal, a plain line every few seconds otherwise, on stderr)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("assets", help="fetch (once), verify and build the demo model and images")
     p.add_argument("--dir", help="asset folder (default: $QC_ASSETS or ~/.cache/qc/assets)")
@@ -226,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        return int(args.func(args))
+        with progress.terminal(sys.stderr, quiet=args.quiet):
+            return int(args.func(args))
     except QcError as exc:
         print(f"qc: error: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from qc import progress
 from qc.cache import StageCache, stable_hash
 from qc.compare.layerwise import Comparison, compare_stream
 from qc.config import DeviceSpec, ModelSpec
@@ -168,8 +169,8 @@ class ModelStages:
             feeds = ((image_id, feed) for image_id, feed, _ in iter_feeds(self.spec, self.eval_images(), name, size))
             matches = target.matches(folder)
             self._copy_artifacts(folder)
-            with target.session():
-                result = compare_stream(self.spec.name, self.reference, runner, matches, feeds, self.spec.outputs)
+            with target.session(), progress.task(self.spec.name, "compare", len(self.eval_images())) as bar:
+                result = compare_stream(self.spec.name, self.reference, runner, matches, feeds, self.spec.outputs, bar)
             result.notes.append(target.comparison_note())
             self.ctx.cache.save_json("comparison", key, result.to_json())
             return result
@@ -220,8 +221,9 @@ class ModelStages:
             name, size = self.io()
             images = self.eval_images()
             feeds = iter_feeds(self.spec, images, name, size)
-            with target.session():  # a device target: one lease and run folder for the whole pass
-                outcome = task.evaluate(self.reference, runner, feeds, size, images)
+            with target.session(), progress.task(self.spec.name, "evaluate", len(images)) as bar:
+                # a device target: one lease and run folder for the whole pass; bar counts the images taken
+                outcome = task.evaluate(self.reference, runner, bar.each(feeds), size, images)
             self.ctx.cache.save_json("accuracy", key, task.save(outcome, folder))
             return outcome
 

@@ -13,11 +13,13 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -120,20 +122,41 @@ class Task:
     started: float = field(default_factory=time.monotonic)
     done: int = 0
 
+    finished: bool = False
+
     def advance(self, steps: int = 1, note: str = "") -> None:
         self.done += steps
         _emit(Event(self.model, self.stage, self.done, self.total, time.monotonic() - self.started, note=note))
 
     def finish(self, note: str = "") -> None:
+        """The stage's last event (once: a second call does nothing)."""
+        if self.finished:
+            return
+        self.finished = True
         elapsed = time.monotonic() - self.started
         _emit(Event(self.model, self.stage, self.done, self.total, elapsed, finished=True, note=note))
+
+    def each(self, items: Iterable[T]) -> Iterator[T]:
+        """``items``, one :meth:`advance` after the consumer is done with each (when it asks for the next)."""
+        for item in items:
+            yield item
+            self.advance()
+
+
+def start(model: str, stage: str, total: int | None = None) -> Task:
+    """A stage reported from here on (its start event is sent); the caller calls :meth:`Task.finish` at its end.
+
+    For stages whose end is not a block (a reader onnxruntime drives); elsewhere use :func:`task`.
+    """
+    t = Task(model, stage, total)
+    _emit(Event(model, stage, 0, total, 0.0))
+    return t
 
 
 @contextmanager
 def task(model: str, stage: str, total: int | None = None) -> Iterator[Task]:
     """Report a stage: an event when it starts, one per :meth:`Task.advance`, and one when it ends."""
-    t = Task(model, stage, total)
-    _emit(Event(model, stage, 0, total, 0.0))
+    t = start(model, stage, total)
     try:
         yield t
     finally:
@@ -232,3 +255,72 @@ class FileChannel:
 def worker_channel_path(folder: Path, worker: str) -> Path:
     """The file one worker writes its events to (``folder`` is shared by the run's workers and its controller)."""
     return Path(folder) / f"progress-{worker}-{os.getpid()}.jsonl"
+
+
+class TqdmSink:
+    """Progress bars on a terminal (tqdm): one bar per running model and stage, left on screen when it ends."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self._bars: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        from tqdm import tqdm  # type: ignore[import-untyped]
+
+        key = (event.model, event.stage)
+        with self._lock:
+            bar = self._bars.get(key)
+            if bar is None:
+                sized = min(_size(self.stream)) > 0  # a terminal that reports no size (0 x 0): 80 x 24
+                bar = tqdm(
+                    total=event.total,
+                    desc=f"{event.model}  {event.stage}",
+                    file=self.stream,
+                    dynamic_ncols=sized,
+                    ncols=None if sized else 80,
+                    nrows=None if sized else 24,
+                )
+                self._bars[key] = bar
+            if event.note:
+                bar.set_postfix_str(event.note, refresh=False)
+            if event.done != bar.n:
+                bar.update(event.done - bar.n)
+            if event.finished:
+                bar.close()
+                del self._bars[key]
+
+    def close(self) -> None:
+        """Close the bars of stages that never finished (an error ended them)."""
+        with self._lock:
+            for bar in self._bars.values():
+                bar.close()
+            self._bars.clear()
+
+
+def _size(stream: TextIO) -> tuple[int, int]:
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return 0, 0
+    return size.columns, size.lines
+
+
+@contextmanager
+def terminal(stream: TextIO | None = None, *, quiet: bool = False) -> Iterator[None]:
+    """Show progress on ``stream`` (stderr) for the block: tqdm bars on a terminal, a plain line every few seconds
+    elsewhere (CI logs), nothing with ``quiet``."""
+    if quiet:
+        yield
+        return
+    out = stream if stream is not None else sys.stderr
+    if bool(getattr(out, "isatty", lambda: False)()):
+        bars = TqdmSink(out)
+        try:
+            with sink(bars):
+                yield
+        finally:
+            bars.close()
+    else:
+        with sink(LineSink(out, tty=False)):
+            yield

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from qc import progress
 from qc.compare.matching import TensorMatch, _fmt
 from qc.compare.metrics import MetricAccumulator, MetricSummary, PairStats, pair_stats
 from qc.config import OutputSpec, Slice
@@ -215,8 +216,11 @@ def compare_stream(
     matches: list[TensorMatch],
     feeds: Iterable[tuple[int, Mapping[str, np.ndarray]]],
     outputs: Mapping[str, OutputSpec],
+    bar: progress.Task | None = None,
 ) -> Comparison:
     """One pass over the images; only running sums are kept, so memory does not grow with the image count.
+
+    ``bar`` (the caller's ``compare`` progress stage) advances once per image compared; it changes no result.
 
     Intermediate tensors come from both runners' ``run_all``; final outputs and their slices compare the
     reference with the target's real execution path (``run``). A target with a ``batch_size`` above 1 runs the
@@ -258,6 +262,8 @@ def compare_stream(
             tgt_out, tgt_outs[k] = tgt_outs[k], {}
             out_acc.add(image_id, ref_all, tgt_out)
             del ref_all, tgt_out
+            if bar is not None:
+                bar.advance()
         del tgt_alls, tgt_outs
     result = Comparison(model=model, images=images)
     independent = {name for name, digest in digests.items() if digest is not None}

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from qc import progress
 from qc.config import ModelSpec
 from qc.diagnose.variants import SQNR_CAP_DB, Variant, Variants
 
@@ -129,46 +130,55 @@ def measure(
     metric = choose_metric(spec, labelled)
     started = time.perf_counter()
     quick_n = min(settings.quick_images, len(variants.stages.eval_images()))
-    base = variants.quick_quality(Variant(), quick_n)
-    ref = variants.reference_quality()
-    rows: list[SensitivityRow] = []
-    notes: list[str] = []
-    for c in candidates:
-        kept = variants.quick_quality(Variant(float_nodes=(c.node,)), quick_n)
-        others = tuple(n for n in all_nodes if n != c.node)
-        alone = variants.quick_quality(Variant(float_nodes=others), quick_n)
-        rows.append(
-            SensitivityRow(
-                rank=0,
-                node=c.node,
-                tensor=c.tensor,
-                op_type=c.op_type,
-                local_sqnr_db=c.local_sqnr_db,
-                quick_float=kept.value,
-                quick_only=alone.value,
-                quick_gain=kept.value - base.value,
-                quick_drop=ref.value - alone.value,
-                quick_float_worst=kept.worst,
-                quick_only_worst=alone.worst,
+    with progress.task(spec.name, "diagnose variants", 1 + 2 * len(candidates)) as quick:  # variant k/K, quick pass
+        base = variants.quick_quality(Variant(), quick_n)
+        quick.advance()
+        ref = variants.reference_quality()
+        rows: list[SensitivityRow] = []
+        notes: list[str] = []
+        for c in candidates:
+            kept = variants.quick_quality(Variant(float_nodes=(c.node,)), quick_n)
+            quick.advance()
+            others = tuple(n for n in all_nodes if n != c.node)
+            alone = variants.quick_quality(Variant(float_nodes=others), quick_n)
+            quick.advance(note=c.node)
+            rows.append(
+                SensitivityRow(
+                    rank=0,
+                    node=c.node,
+                    tensor=c.tensor,
+                    op_type=c.op_type,
+                    local_sqnr_db=c.local_sqnr_db,
+                    quick_float=kept.value,
+                    quick_only=alone.value,
+                    quick_gain=kept.value - base.value,
+                    quick_drop=ref.value - alone.value,
+                    quick_float_worst=kept.worst,
+                    quick_only_worst=alone.worst,
+                )
             )
-        )
     rows.sort(key=lambda r: (-r.quick_score, r.node))
     shortlist = rows[: settings.shortlist]
-    base_task = task_value(variants, Variant(), metric)
-    ref_task = reference_task_value(variants, metric)
-    measured: list[SensitivityRow] = []
-    for r in shortlist:
-        kept_t = task_value(variants, Variant(float_nodes=(r.node,)), metric)
-        only_t = task_value(variants, Variant(float_nodes=tuple(n for n in all_nodes if n != r.node)), metric)
-        measured.append(
-            dataclasses.replace(
-                r,
-                task_float=kept_t,
-                task_only=only_t,
-                task_gain=kept_t - base_task,
-                task_drop=ref_task - only_t,
+    with progress.task(spec.name, "diagnose shortlist", 2 + 2 * len(shortlist)) as full:  # variant k/K, all images
+        base_task = task_value(variants, Variant(), metric)
+        full.advance()
+        ref_task = reference_task_value(variants, metric)
+        full.advance()
+        measured: list[SensitivityRow] = []
+        for r in shortlist:
+            kept_t = task_value(variants, Variant(float_nodes=(r.node,)), metric)
+            full.advance()
+            only_t = task_value(variants, Variant(float_nodes=tuple(n for n in all_nodes if n != r.node)), metric)
+            full.advance(note=r.node)
+            measured.append(
+                dataclasses.replace(
+                    r,
+                    task_float=kept_t,
+                    task_only=only_t,
+                    task_gain=kept_t - base_task,
+                    task_drop=ref_task - only_t,
+                )
             )
-        )
     measured.sort(key=lambda r: (-(r.task_score or 0.0), -r.quick_score, r.node))
     ordered = [*measured, *rows[settings.shortlist :]]
     ranked = [dataclasses.replace(r, rank=i + 1) for i, r in enumerate(ordered)]

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from qc import progress
 from qc.cache import stable_hash
 from qc.data.images import file_sha256
 from qc.diagnose.advice import (
@@ -163,7 +164,8 @@ def local_and_ranges(
     name, size = stages.io()
     rows = [(t.index, t.name, t.op_type) for t in stages.reference.graph().tensors]
     feeds = ((i, f) for i, f, _ in iter_feeds(spec, stages.eval_images(), name, size))
-    result = stream_local(spec.name, stages.reference, runner, local, rows, feeds, slices, [observer])
+    with progress.task(spec.name, "diagnose local", len(stages.eval_images())) as bar:  # image i/N
+        result = stream_local(spec.name, stages.reference, runner, local, rows, bar.each(feeds), slices, [observer])
     return result, observer.evidence(), observer.observed, GraphInfo.from_model(reference_model)
 
 
@@ -304,6 +306,7 @@ def advise(
         return Variant(float_nodes=layers)
 
     def evaluate(layers: tuple[str, ...]) -> Trial:
+        search.advance(note=f"{len(layers)} layer(s) kept")  # the trial variant about to be built and measured
         variant = variant_of(layers)
         verdicts: list[GateVerdict] = []
         out_goal = [g for g in goal if g in OUTPUT_GATES]
@@ -318,7 +321,8 @@ def advise(
         passed = len(verdicts) == len(goal) and all(v.passed for v in verdicts)
         return Trial(layers, passed, score_of(verdicts, metrics), summarize(verdicts), tuple(verdicts))
 
-    best, trials = greedy_keep(advice.candidates, evaluate, settings.max_float_layers)
+    with progress.task(spec.name, "diagnose advice") as search:  # variant k (the search decides how many)
+        best, trials = greedy_keep(advice.candidates, evaluate, settings.max_float_layers)
     advice.trials = trials
     chosen = best.layers if best is not None else (trials[-1].layers if trials else ())
     advice.layers = list(chosen)

@@ -21,6 +21,7 @@ import pytest
 from qc.config import DeviceSpec, ModelSpec, load_project
 from qc.errors import ConfigError, QcError
 from qc.gates import gate_info
+from qc.pytest_plugin.progress import ProgressPlugin
 from qc.pytest_plugin.report import Reporter
 from qc.pytest_plugin.run import XdistHooks, start_run
 
@@ -76,6 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "diagnose: costly diagnosis runs; opt in with --qc-diagnose or -m diagnose.")
     start_run(config)
     config.pluginmanager.register(Reporter(config), "qc-reporter")
+    config.pluginmanager.register(ProgressPlugin(config), "qc-progress")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(config), "qc-xdist")
 

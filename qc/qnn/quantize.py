@@ -77,8 +77,11 @@ def quantize_htp(
     entry: str,
     *,
     preprocess: bool = False,
+    calibration_total: int | None = None,
 ) -> int:
-    """Quantize ``reference`` to a QDQ model for the HTP at ``out``; returns the number of calibration inputs used."""
+    """Quantize ``reference`` to a QDQ model for the HTP at ``out``; returns the number of calibration inputs used.
+
+    Progress (``quantize``, ``calibrate`` n of ``calibration_total``) is reported by :func:`quantize_int8`."""
     import onnx
 
     source = reference
@@ -106,4 +109,6 @@ def quantize_htp(
                 f"{exc}\n{entry}: QNN preprocessing (preprocess=True) fused or renamed these nodes; name them as "
                 "they are after preprocessing, or turn preprocessing off."
             ) from None
-        return quantize_int8(source, settings, calibration, out, entry, extra_options=extra)
+        return quantize_int8(
+            source, settings, calibration, out, entry, extra_options=extra, calibration_total=calibration_total
+        )

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from qc import progress
 from qc.errors import ModelError
 from qc.runners.base import GraphTensors, TensorDict, TensorInfo
 from qc.speed import LatencyStats, LayerProfile, parse_ort_profile
@@ -184,14 +185,17 @@ class OrtRunner:
             raise ModelError(f"{self.name}: onnxruntime failed to run {self._path} on inputs {shapes}: {exc}") from None
 
     def time_runs(self, feeds: Mapping[str, np.ndarray], *, rounds: int, warmup: int) -> list[float]:
-        """Wall-clock seconds of ``rounds`` runs of :meth:`run` after ``warmup`` runs."""
-        for _ in range(warmup):
-            self.run(feeds)
+        """Wall-clock seconds of ``rounds`` runs of :meth:`run` after ``warmup`` runs (progress: stage ``speed``)."""
         times = []
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            self.run(feeds)
-            times.append(time.perf_counter() - t0)
+        with progress.task(self.name, "speed", warmup + rounds) as bar:
+            for _ in range(warmup):
+                self.run(feeds)
+                bar.advance()
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                self.run(feeds)
+                times.append(time.perf_counter() - t0)
+                bar.advance()  # outside the timed span
         return times
 
     def speed(self, feeds: Mapping[str, np.ndarray], *, rounds: int = 50, warmup: int = 5) -> LatencyStats:
@@ -214,6 +218,8 @@ class OrtRunner:
                 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             opts.profile_file_prefix = str(Path(tmp) / "ort")
             session = ort.InferenceSession(str(self._path), opts, providers=["CPUExecutionProvider"])
-            for _ in range(runs + 1):  # the first run is a warm-up, left out by the parser
-                self._guarded(session, feeds)
+            with progress.task(self.name, "profile", runs + 1) as bar:
+                for _ in range(runs + 1):  # the first run is a warm-up, left out by the parser
+                    self._guarded(session, feeds)
+                    bar.advance()
             return parse_ort_profile(Path(session.end_profiling()), skip_runs=1)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from qc import progress
 from qc.config import QuantSettings
 from qc.errors import ConfigError, ModelError
 
@@ -158,17 +159,34 @@ def requantize_biases(model: Any, bits: int) -> list[str]:
 
 
 class _Reader:
-    """onnxruntime CalibrationDataReader over a stream of feeds."""
+    """onnxruntime CalibrationDataReader over a stream of feeds; reports the stage ``calibrate`` (n/N) of ``entry``."""
 
-    def __init__(self, feeds: Iterable[dict[str, np.ndarray]]) -> None:
+    def __init__(self, feeds: Iterable[dict[str, np.ndarray]], entry: str = "", total: int | None = None) -> None:
         self._it: Iterator[dict[str, np.ndarray]] = iter(feeds)
         self.count = 0
+        self._entry, self._total = entry, total
+        self._progress: progress.Task | None = None
+        self.exhausted = False
 
     def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.exhausted:
+            return None
+        if self._progress is None:
+            self._progress = progress.start(self._entry, "calibrate", self._total)
+        elif self.count:
+            self._progress.advance()  # onnxruntime asks for the next input once it has run the previous one
         item = next(self._it, None)
         if item is not None:
             self.count += 1
+        else:
+            self.exhausted = True
+            self.close()
         return item
+
+    def close(self) -> None:
+        """End the ``calibrate`` stage (after the last input, or when quantization failed)."""
+        if self._progress is not None:
+            self._progress.finish()
 
     def rewind(self) -> None:  # onnxruntime calls it for some calibrators; one pass is enough here
         return None
@@ -218,13 +236,34 @@ def quantize_int8(
     notes: list[str] | None = None,
     *,
     extra_options: Mapping[str, Any] | None = None,
+    calibration_total: int | None = None,
 ) -> int:
     """Quantize ``reference`` to a QDQ model at ``out``; returns the number of calibration inputs used.
+
+    Progress: the stages ``quantize`` (prepared, calibrated, written) and ``calibrate`` (n of
+    ``calibration_total`` inputs, when the caller knows it) of ``entry``; they change nothing in the result.
 
     ``notes`` receives one line per transformation applied on the way (pre-processing, bias bit width), for the
     run's settings. ``extra_options`` are merged last into onnxruntime's ``extra_options`` (a backend's own
     overrides, for example the QNN EP's, computed from the same settings).
     """
+    with progress.task(entry, "quantize", 3) as stage:
+        return _quantize_int8(
+            reference, settings, calibration, out, entry, notes, extra_options, calibration_total, stage
+        )
+
+
+def _quantize_int8(
+    reference: Path,
+    settings: QuantSettings,
+    calibration: Iterable[dict[str, np.ndarray]],
+    out: Path,
+    entry: str,
+    notes: list[str] | None,
+    extra_options: Mapping[str, Any] | None,
+    calibration_total: int | None,
+    stage: progress.Task,
+) -> int:
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -254,11 +293,16 @@ def quantize_int8(
     if (settings.activation_bitwidth == 16 or settings.int16_tensors) and opset < 21:
         extra["UseQDQContribOps"] = True
     extra.update(extra_options or {})
-    reader = _Reader(calibration)
+    reader = _Reader(calibration, entry, calibration_total)
+    stage.advance(note="prepared")
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def get_next(self) -> dict[str, np.ndarray] | None:
-            return reader.get_next()
+            was_exhausted = reader.exhausted
+            item = reader.get_next()
+            if reader.exhausted and not was_exhausted:
+                stage.advance(note="calibrated")
+            return item
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.onnx")
@@ -287,6 +331,7 @@ def quantize_int8(
         tmp.unlink(missing_ok=True)
         raise ModelError(f"{entry}: onnxruntime quantize_static failed on {reference}: {exc}") from None
     finally:
+        reader.close()
         workdir.cleanup()
     if reader.count == 0:
         tmp.unlink(missing_ok=True)
@@ -299,6 +344,7 @@ def quantize_int8(
             f"bias_bitwidth {settings.bias_bitwidth}: {len(changed)} biases re-quantized with their own scale"
         )
     tmp.replace(out)
+    stage.advance(note="written")
     if notes is not None:
         notes.extend(applied)
     return reader.count

@@ -61,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qc import progress
 from qc.compare.matching import NHWC_TO_NCHW, LayoutMatch, match_layout, tensor_map_rows
 from qc.config import DeviceSpec, SnpeTarget
 from qc.device.pool import DevicePool
@@ -447,15 +448,19 @@ class SnpeRunner:
     def run_batch(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[TensorDict]:
         """Final outputs (ONNX names, ONNX layout), one ``snpe-net-run`` per ``batch_size`` images."""
         out: list[TensorDict] = []
-        for start in range(0, len(feeds), self.batch_size):
-            out += self._execute(feeds[start : start + self.batch_size], debug=False)
+        with progress.task(self.name, "snpe-net-run", len(feeds)) as bar:  # images, a batch at a time
+            for start in range(0, len(feeds), self.batch_size):
+                out += self._execute(feeds[start : start + self.batch_size], debug=False)
+                bar.advance(len(feeds[start : start + self.batch_size]))
         return out
 
     def run_all_batch(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[TensorDict]:
         """Every matched tensor (DLC names, ONNX layout) from ``snpe-net-run --debug``, per ``batch_size`` images."""
         out: list[TensorDict] = []
-        for start in range(0, len(feeds), self.batch_size):
-            out += self._execute(feeds[start : start + self.batch_size], debug=True)
+        with progress.task(self.name, "snpe-net-run --debug", len(feeds)) as bar:  # images, a batch at a time
+            for start in range(0, len(feeds), self.batch_size):
+                out += self._execute(feeds[start : start + self.batch_size], debug=True)
+                bar.advance(len(feeds[start : start + self.batch_size]))
         return out
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> TensorDict:
@@ -469,7 +474,7 @@ class SnpeRunner:
         ``warmup`` are not used: the tool times itself)."""
         del feeds, rounds, warmup
         duration = self.spec.throughput_duration_s
-        with self.session() as sess:
+        with progress.task(self.name, "speed", 1) as bar, self.session() as sess:
             argv = [
                 "snpe-throughput-net-run",
                 "--container",
@@ -494,6 +499,7 @@ class SnpeRunner:
             except ParseError as exc:
                 raise ParseError(f"{self.name}: {exc} [on {sess.label}]") from None
             label, runtime = sess.label, sess.runtime
+            bar.advance(note=f"snpe-throughput-net-run {duration} s on {label}")
         fps = parsed.total_infs_per_sec
         images = sum(t.images_processed or 0 for t in parsed.threads)
         kinds = ", ".join(sorted({t.runtime for t in parsed.threads})) or runtime
@@ -512,7 +518,11 @@ class SnpeRunner:
 
     def layer_times(self, feeds: Mapping[str, np.ndarray], *, runs: int = 10) -> LayerProfile:
         """Per-layer time of ``runs`` profiled inferences from ``snpe-diagview`` (DSP: cycles, compare shares)."""
-        with self.session() as sess, tempfile.TemporaryDirectory(prefix="qc-snpe-") as tmp:
+        with (
+            progress.task(self.name, "profile", 1) as step,
+            self.session() as sess,
+            tempfile.TemporaryDirectory(prefix="qc-snpe-") as tmp,
+        ):
             remote = sess.next_dir()
             local_in = Path(tmp) / "in"
             self._write_inputs(local_in, [feeds], repeat=max(1, runs))
@@ -533,6 +543,7 @@ class SnpeRunner:
                 )
             times = read_layer_times(sess, remote, found, Path(tmp))
             sess.rundir.remove(remote)
+            step.advance(note=f"{max(1, runs)} profiled runs on {sess.label}")
         return layer_profile(times, self.dlc_info())
 
 

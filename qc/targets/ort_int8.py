@@ -63,7 +63,9 @@ class OrtInt8(Onnx):
                 name, size = self.stages.io()
                 calib = load_image_set(self.calibration)
                 feeds = (f for _, f, _ in iter_feeds(self.spec, calib, name, size))
-                used = quantize_int8(self.spec.reference, self._quant(), feeds, path, self.spec.name)
+                used = quantize_int8(
+                    self.spec.reference, self._quant(), feeds, path, self.spec.name, calibration_total=len(calib)
+                )
                 log.info("%s: quantized with %d calibration images", self.spec.name, used)
                 cache.misses.append(f"quantized/{key}")
             else:

@@ -6,6 +6,7 @@ import io
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qc import progress
@@ -105,3 +106,74 @@ def test_file_channel_carries_events_to_the_controller(tmp_path: Path) -> None:
     reader.join(timeout=10)
     assert not reader.is_alive()
     assert sorted((e.model, e.done, e.finished) for e in got) == [("m1", 1, False), ("m1", 4, True), ("m2", 0, False)]
+
+
+def test_each_advances_once_the_consumer_is_done_with_an_item() -> None:
+    seen: list[Event] = []
+    with progress.sink(seen.append), progress.task("m", "evaluate", 3) as t:
+        for item in t.each(["a", "b", "c"]):
+            assert t.done == "abc".index(item)  # not counted while it is being processed
+    assert [e.done for e in seen] == [0, 1, 2, 3, 3]
+    assert seen[-1].finished
+
+
+def test_start_then_finish_once() -> None:
+    seen: list[Event] = []
+    with progress.sink(seen.append):
+        t = progress.start("m", "calibrate", 2)
+        t.advance()
+        t.finish()
+        t.finish()
+    assert [(e.done, e.finished) for e in seen] == [(0, False), (1, False), (1, True)]
+
+
+def test_tqdm_sink_draws_a_bar_per_model_and_stage() -> None:
+    out = io.StringIO()
+    bars = progress.TqdmSink(out)
+    bars(Event("m", "compare", 0, 4, 0.0))
+    bars(Event("m", "quantize", 0, 3, 0.0))
+    bars(Event("m", "compare", 2, 4, 1.0, note="batch 1"))
+    bars(Event("m", "compare", 4, 4, 2.0, finished=True))
+    bars.close()  # the quantize bar never finished: closed, not left open
+    text = out.getvalue()
+    assert "m  compare" in text
+    assert "4/4" in text
+    assert "batch 1" in text
+    assert "m  quantize" in text
+
+
+def test_terminal_is_plain_lines_off_a_terminal_and_nothing_when_quiet() -> None:
+    out = io.StringIO()
+    with progress.terminal(out), progress.task("m", "profile", 2) as t:
+        t.advance()
+        t.advance()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "m  profile  0/2"
+    assert lines[-1].startswith("m  profile  2/2")
+    assert "done in" in lines[-1]
+    assert "\r" not in out.getvalue()
+    quiet = io.StringIO()
+    with progress.terminal(quiet, quiet=True), progress.task("m", "profile", 1) as t:
+        t.advance()
+    assert quiet.getvalue() == ""
+
+
+def test_calibration_reader_reports_n_of_total() -> None:
+    from qc.runners.quantize import _Reader
+
+    seen: list[Event] = []
+    feeds = [{"x": np.zeros(1)} for _ in range(3)]
+    with progress.sink(seen.append):
+        reader = _Reader(feeds, "m", 3)
+        while reader.get_next() is not None:
+            pass
+        assert reader.get_next() is None  # asked again after the end: no more events
+        reader.close()
+    assert [(e.stage, e.done, e.total, e.finished) for e in seen] == [
+        ("calibrate", 0, 3, False),
+        ("calibrate", 1, 3, False),
+        ("calibrate", 2, 3, False),
+        ("calibrate", 3, 3, False),
+        ("calibrate", 3, 3, True),
+    ]
+    assert reader.count == 3

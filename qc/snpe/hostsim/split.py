@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from qc import progress
 from qc.compare.matching import TensorMatch, match_qdq
 from qc.compare.metrics import MetricAccumulator, MetricSummary, PairStats, pair_stats
 from qc.runners.base import Runner, batch_size_of, chunks, run_all_batch
@@ -165,6 +166,7 @@ def split_error(
     feeds: Iterable[tuple[int, Mapping[str, np.ndarray]]],
     *,
     margin_db: float = 6.0,
+    bar: progress.Task | None = None,
 ) -> ErrorSplit:
     """Per tensor: quantization error (host simulation vs FP32) and runtime error (device vs host simulation).
 
@@ -200,6 +202,8 @@ def split_error(
                 quant[t.name].add(_stats(a, s, "the reference or the host simulation"), image_id)
                 runtime[t.name].add(_stats(s, d, "the host simulation or the device"), image_id)
             del ref_all, sim_all, dev_all
+            if bar is not None:  # the caller's progress stage: one step per image
+                bar.advance()
         del dev_alls
     split = ErrorSplit(model=model, images=images, unmatched=unmatched, margin_db=margin_db)
     for t in rows_info:

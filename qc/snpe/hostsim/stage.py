@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qc import jsonio
+from qc import jsonio, progress
 from qc.errors import ConfigError
 from qc.snpe.hostsim.plan import HostSimResult
 from qc.snpe.hostsim.split import ErrorSplit, HostSimRunner, split_error, write_error_split
@@ -64,16 +64,18 @@ def host_simulation_stage(
             built = HostSimResult.from_json(cached)
             built.model = path
         else:
-            feeds = (f for _, f, _ in iter_feeds(spec, calib, name, size)) if calib is not None else None
-            built = build_host_simulation(
-                spec.reference,
-                target.dlc_info(),
-                target.tensor_map(),
-                feeds,
-                path,
-                spec.name,
-                quantize_weights=quantize_weights,
-            )
+            # progress: calibration image n/N (onnxruntime asks for the next once it has run the previous one)
+            with progress.task(spec.name, "hostsim build", len(calib) if calib is not None else None) as bar:
+                feeds = bar.each(f for _, f, _ in iter_feeds(spec, calib, name, size)) if calib is not None else None
+                built = build_host_simulation(
+                    spec.reference,
+                    target.dlc_info(),
+                    target.tensor_map(),
+                    feeds,
+                    path,
+                    spec.name,
+                    quantize_weights=quantize_weights,
+                )
             cache.save_json("hostsim", key, built.to_json())
     split_key = stable_hash(
         "error-split",
@@ -90,9 +92,9 @@ def host_simulation_stage(
         else:
             sim = HostSimRunner(f"{spec.name} (host simulation)", built.model)
             feeds2 = ((i, f) for i, f, _ in iter_feeds(spec, stages.eval_images(), name, size))
-            with target.session():
+            with target.session(), progress.task(spec.name, "hostsim split", len(stages.eval_images())) as bar:
                 split = split_error(
-                    spec.name, stages.reference, sim, target, target.tensor_map(), feeds2, margin_db=margin_db
+                    spec.name, stages.reference, sim, target, target.tensor_map(), feeds2, margin_db=margin_db, bar=bar
                 )
             cache.save_json("error-split", split_key, split.to_json())
     report = stages.ctx.report_dir / spec.name
