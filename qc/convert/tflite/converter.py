@@ -47,6 +47,9 @@ def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int,
 
 
 class Converter:
+    """One model's conversion state: the ONNX nodes and initializers made so far, and each TFLite tensor's ONNX
+    value (name, rank, layout) or folded constant."""
+
     def __init__(self, model: TfliteModel, input_layout: Layout, output_layout: Layout) -> None:
         self.m = model
         self.input_layout = input_layout

@@ -48,6 +48,7 @@ def run_onnx(
 
 
 def runtime_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The graph inputs a caller feeds (initializers listed as inputs excluded)."""
     inits = {i.name for i in model.graph.initializer}
     return [i for i in model.graph.input if i.name not in inits]
 
@@ -86,6 +87,7 @@ def random_inputs(model: onnx.ModelProto, *, count: int = 2, seed: int = 0) -> l
 def compare_outputs(
     ref: Sequence[Mapping[str, np.ndarray]], got: Sequence[Mapping[str, np.ndarray]], rtol: float, atol: float
 ) -> tuple[bool, float, str]:
+    """(all outputs within ``atol + rtol * |ref|``, largest difference, first failure or "") of ``got`` vs ``ref``."""
     worst = 0.0
     bad = ""
     for r, g in zip(ref, got, strict=True):

@@ -68,6 +68,7 @@ class RewriteResult:
 
 
 def named_copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose nodes all have unique names (see :func:`qc.graph.view.assign_node_names`)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     for n, name in zip(out.graph.node, assign_node_names(out.graph.node), strict=True):
@@ -76,6 +77,7 @@ def named_copy(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A deep copy of ``model``."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     return out
@@ -83,6 +85,8 @@ def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
 
 @dataclass
 class Outcome:
+    """What one rule did to a model: the rewritten model, the rewrites applied, the instances refused."""
+
     model: onnx.ModelProto
     applied: list[AppliedRewrite] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
@@ -90,6 +94,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Options:
+    """Options every rule receives (only ``input-channel-swap`` reads ``channel_swap``)."""
+
     channel_swap: ChannelSwapMode
 
 
@@ -97,4 +103,5 @@ Rewriter = Callable[[onnx.ModelProto, set[str] | None, Options], Outcome]
 
 
 def std_domain(node: onnx.NodeProto) -> bool:
+    """Whether ``node`` is in the default ONNX domain (the only one the rules rewrite)."""
     return node.domain in ("", "ai.onnx")
