@@ -1,7 +1,7 @@
 """Graph checks for DSP deployment: a neutral graph view, slow-op lint rules and verified ONNX rewrites.
 
 - :mod:`qc.graph.view`: :class:`GraphView` from ONNX (:func:`view_from_onnx`) or from a DLC layer table
-  (:func:`canonical_op` / :func:`canonical_attrs` map QNN names).
+  (:func:`canonical_op` / :func:`canonical_attrs` of :mod:`qc.graph.qnn_ops` map QNN names).
 - :mod:`qc.graph.lint`: :func:`lint` with the rules in :data:`RULES`, :func:`max_severity`, :func:`filter_findings`.
 - :mod:`qc.graph.rewrite`: :func:`fix_model` (each rewrite checked on onnxruntime) and :func:`save_fixed`.
 """

@@ -139,7 +139,8 @@ def test_add_before_padded_conv_is_refused() -> None:
 def test_add_before_padded_conv_really_is_not_exact() -> None:
     """The refusal is justified: folding the Add into the bias anyway changes the border outputs."""
     from qc.graph.match import fold_chains
-    from qc.graph.rewrite import _apply_fold, _Editor  # white-box: force the unsafe fold
+    from qc.graph.rewrite.editor import Editor  # white-box: force the unsafe fold
+    from qc.graph.rewrite.fold import apply_fold
 
     model = gm.fold_before_model(["add"], pads=(1, 1, 1, 1))
     view = view_from_onnx(model)
@@ -147,8 +148,8 @@ def test_add_before_padded_conv_really_is_not_exact() -> None:
     chain = fold_chains(view_from_onnx(unpadded))[0][0]
     forced = onnx.ModelProto()
     forced.CopyFrom(model)
-    ed = _Editor(forced)
-    assert _apply_fold(ed, view, chain) is None
+    ed = Editor(forced)
+    assert apply_fold(ed, view, chain) is None
     forced = ed.finish()
     feeds = random_inputs(model, count=1)
     ref, got = run_onnx(model, feeds)[0]["y"], run_onnx(forced, feeds)[0]["y"]
