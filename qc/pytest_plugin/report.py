@@ -13,6 +13,7 @@ import pytest
 from qc.errors import QcError
 from qc.gates import GATE_NAMES
 from qc.pytest_plugin.run import run_state
+from qc.report.paths import model_page
 
 
 @dataclass
@@ -81,7 +82,7 @@ class Reporter:
 
         report_dir = Path(self.config.getoption("--qc-report-dir"))
         extras = list(getattr(report, "extras", []))
-        extras.append(html.extras.url(str((report_dir / str(model) / "index.html").resolve()), name="model page"))
+        extras.append(html.extras.url(str((report_dir / model_page(str(model))).resolve()), name="model page"))
         try:
             png = dashboard_png(report_dir, str(model))
             extras.append(html.extras.png(base64.b64encode(png.read_bytes()).decode(), name="per-layer cosine"))

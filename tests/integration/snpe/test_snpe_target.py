@@ -126,7 +126,7 @@ def test_every_gate_runs_through_sshd_and_the_fake_toolkit(
     ):
         passed = [line for line in out.splitlines() if "PASSED" in line and f"::test_{gate}[tiny-yolov6-snpe]" in line]
         assert passed, f"{gate}\n{out}"
-    report = tmp_path / "reports" / "tiny-yolov6-snpe"
+    report = tmp_path / "reports" / "models" / "tiny-yolov6-snpe"
     with (report / "tensor_map.csv").open() as f:
         tmap = {r["reference"]: r for r in csv.DictReader(f)}
     assert tmap["output1_yolov6r2"]["permutation"] == "0,3,1,2"
