@@ -12,6 +12,7 @@ from qc.cliutil import positive_int
 from qc.diagnose.cli import add_parser as add_diagnose_parser
 from qc.errors import QcError
 from qc.pipeline import ModelStages
+from qc.report.merge import add_parser as add_merge_parser
 from qc.report.paths import model_dir
 from qc.snpe.cli import add_parser as add_hostsim_parser
 
@@ -220,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_history)
     add_diagnose_parser(sub)
     add_hostsim_parser(sub)
+    add_merge_parser(sub)
     return parser
 
 

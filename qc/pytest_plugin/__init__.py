@@ -21,6 +21,7 @@ import pytest
 from qc.config import DeviceSpec, ModelSpec, load_project
 from qc.errors import ConfigError, QcError
 from qc.gates import gate_info
+from qc.pytest_plugin import shard
 from qc.pytest_plugin.report import Reporter
 from qc.pytest_plugin.run import XdistHooks, start_run
 
@@ -69,6 +70,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--qc-diagnose", action="store_true", help="Also run the costly diagnosis tests (marker 'diagnose')."
     )
+    shard.add_options(group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -76,6 +78,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "diagnose: costly diagnosis runs; opt in with --qc-diagnose or -m diagnose.")
     start_run(config)
     config.pluginmanager.register(Reporter(config), "qc-reporter")
+    config.pluginmanager.register(shard.ShardHooks(config), "qc-shard")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(config), "qc-xdist")
 

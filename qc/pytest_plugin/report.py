@@ -13,7 +13,8 @@ import pytest
 from qc.errors import QcError
 from qc.gates import GATE_NAMES
 from qc.pytest_plugin.run import run_state
-from qc.report.paths import model_page
+from qc.report.folder import FolderError, FolderRun, ReportFolder
+from qc.report.paths import SUMMARY, model_page
 
 
 @dataclass
@@ -53,21 +54,42 @@ class Reporter:
         self.summary = Summary()
         self.history_rows = 0
         self.dashboard: Path | None = None
+        self.folder: ReportFolder | None = None
+        self.durations: dict[str, float] = {}
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Take the report folder for this run (controller only): writable, locked, previous results cleared."""
+        if hasattr(self.config, "workerinput") or self.config.option.collectonly:
+            return
+        self.folder = open_report_folder(self.config)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.summary.add(report)
+        self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + max(report.duration, 0.0)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if hasattr(self.config, "workerinput") or not self.summary.rows:
+        if hasattr(self.config, "workerinput") or self.folder is None:
             return
-        from qc.report.tables import write_summary
+        from qc.report.folder import read_durations, write_durations
 
-        report_dir = Path(self.config.getoption("--qc-report-dir"))
-        report_dir.mkdir(parents=True, exist_ok=True)
-        write_summary(list(self.summary.rows.values()), report_dir / "summary.csv", GATE_NAMES)
-        if not self.config.getoption("--qc-no-history"):
-            self.history_rows = append_history(self.config, report_dir, self.summary.rows)
-        self.dashboard = write_report_pages(self.config, report_dir)
+        report_dir = self.folder.root
+        write_durations(report_dir, {**read_durations(report_dir), **self.durations})
+        run = self.folder.run
+        run.models, run.tests = list(self.summary.rows), dict(self.durations)
+        if self.summary.rows:
+            from qc.report.tables import write_summary
+
+            run.settings = {k: v for k, v in model_settings(self.config).items() if k in self.summary.rows}
+            write_summary(list(self.summary.rows.values()), report_dir / SUMMARY, GATE_NAMES)
+            if not self.config.getoption("--qc-no-history"):
+                self.history_rows = append_history(self.config, report_dir, self.summary.rows)
+            self.dashboard = write_report_pages(self.config, report_dir)
+        self.folder.finish()
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.folder is not None:
+            self.folder.release()
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
@@ -108,6 +130,26 @@ class Reporter:
             tr.write_line(f"history: run {run_state(self.config).run_id} ({self.history_rows} metrics) appended")
         if self.dashboard is not None:
             tr.write_line(f"dashboard: {self.dashboard.resolve()}")
+
+
+def open_report_folder(config: pytest.Config) -> ReportFolder:
+    """The run's report folder, taken for this run; a UsageError naming the folder when it cannot be."""
+    from qc.pytest_plugin.shard import splits_of
+    from qc.report.history import git_commit
+
+    state = run_state(config)
+    shard = splits_of(config)
+    run = FolderRun(
+        run_id=state.run_id,
+        run_group=config.getoption("--qc-run-group") or state.run_id,
+        started=datetime.datetime.fromtimestamp(state.started, datetime.UTC).isoformat(timespec="seconds"),
+        git_commit=git_commit(),
+        shard=f"{shard[0]}/{shard[1]}" if shard else None,
+    )
+    try:
+        return ReportFolder(Path(config.getoption("--qc-report-dir")), run).open()
+    except FolderError as exc:
+        raise pytest.UsageError(f"qc: {exc}") from None
 
 
 def append_history(config: pytest.Config, report_dir: Path, rows: dict[str, dict[str, Any]]) -> int:
