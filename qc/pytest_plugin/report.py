@@ -57,12 +57,18 @@ class Reporter:
         self.folder: ReportFolder | None = None
         self.durations: dict[str, float] = {}
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        """Take the report folder for this run (controller only): writable, locked, previous results cleared."""
-        if hasattr(self.config, "workerinput") or self.config.option.collectonly:
-            return
-        self.folder = open_report_folder(self.config)
+    def take_folder(self) -> None:
+        """Take the report folder for this run: writable, locked, previous results cleared (once, on the
+        controller, when gates are collected and before any runs; a session without gates leaves it alone)."""
+        if self.folder is None and not hasattr(self.config, "workerinput") and not self.config.option.collectonly:
+            self.folder = open_report_folder(self.config)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Without xdist (with it, the controller collects nothing: see :class:`XdistReporter`)."""
+        from qc.pytest_plugin.shard import item_model
+
+        if any(item_model(item) is not None for item in session.items):
+            self.take_folder()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.summary.add(report)
@@ -130,6 +136,21 @@ class Reporter:
             tr.write_line(f"history: run {run_state(self.config).run_id} ({self.history_rows} metrics) appended")
         if self.dashboard is not None:
             tr.write_line(f"dashboard: {self.dashboard.resolve()}")
+
+
+class XdistReporter:
+    """Registered only with pytest-xdist: the controller takes the report folder when the first worker has collected
+    gates, before xdist schedules any test."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        from qc.pytest_plugin import load_specs
+
+        names = {spec.name for spec in load_specs(self.reporter.config)}
+        if any(nodeid.endswith("]") and nodeid.rsplit("[", 1)[-1][:-1] in names for nodeid in ids):
+            self.reporter.take_folder()
 
 
 def open_report_folder(config: pytest.Config) -> ReportFolder:
