@@ -224,10 +224,11 @@ def merge(out: Path, folders: list[Path], *, history: bool = True) -> MergeResul
 
 
 def add_parser(sub: Any) -> None:
+    about = "Combine the report folders of a sharded run into one (summary, JUnit, one history run, dashboard)."
     p: argparse.ArgumentParser = sub.add_parser(
         "merge",
-        help="Combine the report folders of a sharded run into one (summary, JUnit, one history run, dashboard).",
-        description=(__doc__ or "").split("\n\n", 1)[0],
+        help=about,
+        description=about + " Refuses folders of different commits or run groups (--qc-run-group).",
     )
     p.add_argument("out", help="The merged report folder (its history.sqlite, if any, gets the merged run).")
     p.add_argument("shards", nargs="+", help="The shards' report folders (one run group, one git commit).")
