@@ -5,8 +5,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 REPORTS ?= reports
 PYTEST_ARGS ?=
+# Sharding (`make plan-shards`, then `make bench-shard SHARD=i` on each machine, then `qc merge OUT REPORT_DIR...`)
+SHARDS ?= 2
+SHARD ?= 1
+RUN_GROUP ?=
+SPLIT_PLAN ?= $(REPORTS)/split-plan.json
 
-.PHONY: setup system-deps assets bench diagnose test lint typecheck clean
+.PHONY: setup system-deps assets bench plan-shards bench-shard diagnose test lint typecheck clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +34,21 @@ bench: assets
 	mkdir -p $(REPORTS)
 	$(BIN)/python -m pytest benchmarks --qc-report-dir $(REPORTS) --junitxml=$(REPORTS)/junit.xml $(PYTEST_ARGS); \
 	  rc=$$?; [ $$rc -eq 5 ] && { echo "no gate test ran" >&2; exit 1; }; exit $$rc
+
+# pytest-split's durations for a split into whole models, weighted by what the last run into $(REPORTS) measured
+# (its durations.json; without one, every gate counts 1 s).
+plan-shards: assets
+	mkdir -p $(REPORTS)
+	$(BIN)/python -m pytest benchmarks --collect-only -q --qc-report-dir $(REPORTS) \
+	  --qc-plan-durations $(SPLIT_PLAN) $(PYTEST_ARGS)
+
+# Shard $(SHARD) of $(SHARDS) of `make bench`, into its own report folder; shards of one run share RUN_GROUP.
+bench-shard: assets
+	mkdir -p $(REPORTS)
+	$(BIN)/python -m pytest benchmarks --splits $(SHARDS) --group $(SHARD) --durations-path $(SPLIT_PLAN) \
+	  $(if $(RUN_GROUP),--qc-run-group $(RUN_GROUP)) --qc-report-dir $(REPORTS) --junitxml=$(REPORTS)/junit.xml \
+	  $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && { echo "no gate test ran in shard $(SHARD)/$(SHARDS)" >&2; exit 1; }; \
+	  exit $$rc
 
 # The opt-in diagnosis of every model (local error, ranges, sensitivity, verified advice): a few minutes a model.
 diagnose: assets

@@ -13,6 +13,8 @@ from qc.cliutil import positive_int
 from qc.diagnose.cli import add_parser as add_diagnose_parser
 from qc.errors import QcError
 from qc.pipeline import ModelStages
+from qc.report.merge import add_parser as add_merge_parser
+from qc.report.paths import model_dir
 from qc.snpe.cli import add_parser as add_hostsim_parser
 
 
@@ -62,7 +64,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         result = stages.comparison()
     finally:
         stages.close()
-    files = write_comparison(result, ctx.report_dir / spec.name, spec.thresholds)
+    files = write_comparison(result, model_dir(ctx.report_dir, spec.name), spec.thresholds)
     print(f"{'#':>3}  {'tensor':40} {'op_type':12} {'cosine':>8} {'sqnr_db':>8}")
     for layer in result.layers:
         m = layer.metrics
@@ -92,7 +94,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         outcome = stages.accuracy()
     finally:
         stages.close()
-    task.write_report(outcome, stages.eval_images(), ctx.report_dir / spec.name)
+    task.write_report(outcome, stages.eval_images(), model_dir(ctx.report_dir, spec.name))
     for line in task.describe(outcome):
         print(line)
     labelled = stages.eval_images().coco is not None
@@ -226,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_history)
     add_diagnose_parser(sub)
     add_hostsim_parser(sub)
+    add_merge_parser(sub)
     return parser
 
 

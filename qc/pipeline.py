@@ -178,11 +178,12 @@ class ModelStages:
     def _copy_artifacts(self, folder: Path) -> None:
         """Files a target wrote beside its cached comparison (``tensor_map.csv``) go into the model's report."""
         from qc.cache import atomic_write_text
+        from qc.report.paths import model_dir
 
         for name in TARGET_ARTIFACTS:
             source = folder / name
             if source.is_file():
-                report = self.ctx.report_dir / self.spec.name
+                report = model_dir(self.ctx.report_dir, self.spec.name)
                 report.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(report / name, source.read_text(encoding="utf-8"))
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from qc.cliutil import positive_int
+from qc.report.paths import model_dir
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         name = stages.spec.name
         d = diagnose(stages)
         done.append(d)
-        folder = ctx.report_dir / name
+        folder = model_dir(ctx.report_dir, name)
         files = write_diagnosis(d, folder)
         files.append(write_pattern_items(d, folder))
         print(f"== {name}: {d.images} images; failing gates: {', '.join(d.failing_gates) or 'none'}")

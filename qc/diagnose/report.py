@@ -14,6 +14,7 @@ from qc.cache import atomic_write_text
 from qc.diagnose.advice import models_file
 from qc.diagnose.stage import Diagnosis
 from qc.jsonio import dumps, read_json
+from qc.report.paths import MODELS_DIR
 
 LOCAL_COLUMNS = ("index", "tensor", "op_type", "cosine", "cosine_local", "sqnr_db", "sqnr_db_local")
 
@@ -288,9 +289,9 @@ def write_patterns(diagnoses: Iterable[Diagnosis], path: Path) -> Path:
 
 
 def write_patterns_from_reports(report_dir: Path) -> Path:
-    """patterns.csv from every ``<report_dir>/*/patterns.json`` (one per diagnosed model, any process)."""
+    """patterns.csv from every ``<report_dir>/models/*/patterns.json`` (one per diagnosed model, any process)."""
     items: list[tuple[str, list[tuple[str, str, str, float]]]] = []
-    for file in sorted(report_dir.glob("*/patterns.json")):
+    for file in sorted(report_dir.glob(f"{MODELS_DIR}/*/patterns.json")):
         data = read_json(file)
         items.append((data["model"], [(r[0], r[1], r[2], float(r[3])) for r in data["rows"]]))
     path = report_dir / "patterns.csv"

@@ -21,8 +21,9 @@ import pytest
 from qc.config import DeviceSpec, ModelSpec, load_project
 from qc.errors import ConfigError, QcError
 from qc.gates import gate_info
+from qc.pytest_plugin import shard
 from qc.pytest_plugin.progress import ProgressPlugin
-from qc.pytest_plugin.report import Reporter
+from qc.pytest_plugin.report import Reporter, XdistReporter
 from qc.pytest_plugin.run import XdistHooks, start_run
 
 pytest_plugins = ["qc.pytest_plugin.fixtures"]
@@ -70,16 +71,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--qc-diagnose", action="store_true", help="Also run the costly diagnosis tests (marker 'diagnose')."
     )
+    shard.add_options(group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "qc_gate(name): the models.yaml gate a benchmark test checks.")
     config.addinivalue_line("markers", "diagnose: costly diagnosis runs; opt in with --qc-diagnose or -m diagnose.")
     start_run(config)
-    config.pluginmanager.register(Reporter(config), "qc-reporter")
+    reporter = Reporter(config)
+    config.pluginmanager.register(reporter, "qc-reporter")
     config.pluginmanager.register(ProgressPlugin(config), "qc-progress")
+    config.pluginmanager.register(shard.ShardHooks(config), "qc-shard")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(config), "qc-xdist")
+        config.pluginmanager.register(XdistReporter(reporter), "qc-xdist-reporter")
 
 
 def models_path(config: pytest.Config) -> Path:

@@ -16,6 +16,7 @@ from qc.cache import StageCache
 from qc.config import DeviceSpec, ModelSpec, default_cache_dir
 from qc.pipeline import Context, ModelStages
 from qc.pytest_plugin.run import run_state
+from qc.report.paths import model_dir, model_page
 
 if TYPE_CHECKING:
     from qc.compare.layerwise import Comparison
@@ -71,7 +72,7 @@ def comparison(qc_stages: ModelStages) -> Comparison:
     from qc.report.tables import write_comparison
 
     result = qc_stages.comparison()
-    write_comparison(result, qc_stages.ctx.report_dir / qc_stages.spec.name, qc_stages.spec.thresholds)
+    write_comparison(result, model_dir(qc_stages.ctx.report_dir, qc_stages.spec.name), qc_stages.spec.thresholds)
     return result
 
 
@@ -79,7 +80,9 @@ def comparison(qc_stages: ModelStages) -> Comparison:
 def accuracy(qc_stages: ModelStages) -> Any:
     """The task's outcome on both sides (detection: COCO AP of both, agreement AP); writes its artifacts."""
     outcome = qc_stages.accuracy()
-    qc_stages.task().write_report(outcome, qc_stages.eval_images(), qc_stages.ctx.report_dir / qc_stages.spec.name)
+    qc_stages.task().write_report(
+        outcome, qc_stages.eval_images(), model_dir(qc_stages.ctx.report_dir, qc_stages.spec.name)
+    )
     return outcome
 
 
@@ -111,7 +114,7 @@ def diagnosis(qc_stages: ModelStages) -> Diagnosis:
 
     result = diagnose(qc_stages)
     report_dir = Path(qc_stages.ctx.report_dir)
-    folder = report_dir / result.model
+    folder = model_dir(report_dir, result.model)
     write_diagnosis(result, folder)
     report_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(report_dir / "patterns.csv.lock")):  # xdist workers rebuild it from every model's rows
@@ -132,7 +135,7 @@ def check_gate(qc_model: ModelSpec, record_property: RecordProperty) -> Callable
         record_property("qc_model", qc_model.name)
         record_property("qc_gate", result.gate)
         record_property("qc_target", qc_model.target.kind)
-        record_property("qc_model_page", f"{qc_model.name}/index.html")  # relative to the report folder
+        record_property("qc_model_page", model_page(qc_model.name))  # relative to the report folder
         for key, value in result.metrics.items():
             record_property(key, value)
         if not result.passed:

@@ -13,6 +13,8 @@ import pytest
 from qc.errors import QcError
 from qc.gates import GATE_NAMES
 from qc.pytest_plugin.run import run_state
+from qc.report.folder import FolderError, FolderRun, ReportFolder
+from qc.report.paths import SUMMARY, model_page
 
 
 @dataclass
@@ -52,21 +54,48 @@ class Reporter:
         self.summary = Summary()
         self.history_rows = 0
         self.dashboard: Path | None = None
+        self.folder: ReportFolder | None = None
+        self.durations: dict[str, float] = {}
+
+    def take_folder(self) -> None:
+        """Take the report folder for this run: writable, locked, previous results cleared (once, on the
+        controller, when gates are collected and before any runs; a session without gates leaves it alone)."""
+        if self.folder is None and not hasattr(self.config, "workerinput") and not self.config.option.collectonly:
+            self.folder = open_report_folder(self.config)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Without xdist (with it, the controller collects nothing: see :class:`XdistReporter`)."""
+        from qc.pytest_plugin.shard import item_model
+
+        if any(item_model(item) is not None for item in session.items):
+            self.take_folder()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.summary.add(report)
+        self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + max(report.duration, 0.0)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if hasattr(self.config, "workerinput") or not self.summary.rows:
+        if hasattr(self.config, "workerinput") or self.folder is None:
             return
-        from qc.report.tables import write_summary
+        from qc.report.folder import read_durations, write_durations
 
-        report_dir = Path(self.config.getoption("--qc-report-dir"))
-        report_dir.mkdir(parents=True, exist_ok=True)
-        write_summary(list(self.summary.rows.values()), report_dir / "summary.csv", GATE_NAMES)
-        if not self.config.getoption("--qc-no-history"):
-            self.history_rows = append_history(self.config, report_dir, self.summary.rows)
-        self.dashboard = write_report_pages(self.config, report_dir)
+        report_dir = self.folder.root
+        write_durations(report_dir, {**read_durations(report_dir), **self.durations})
+        run = self.folder.run
+        run.models, run.tests = list(self.summary.rows), dict(self.durations)
+        if self.summary.rows:
+            from qc.report.tables import write_summary
+
+            run.settings = {k: v for k, v in model_settings(self.config).items() if k in self.summary.rows}
+            write_summary(list(self.summary.rows.values()), report_dir / SUMMARY, GATE_NAMES)
+            if not self.config.getoption("--qc-no-history"):
+                self.history_rows = append_history(self.config, report_dir, self.summary.rows)
+            self.dashboard = write_report_pages(self.config, report_dir)
+        self.folder.finish()
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.folder is not None:
+            self.folder.release()
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
@@ -81,7 +110,7 @@ class Reporter:
 
         report_dir = Path(self.config.getoption("--qc-report-dir"))
         extras = list(getattr(report, "extras", []))
-        extras.append(html.extras.url(str((report_dir / str(model) / "index.html").resolve()), name="model page"))
+        extras.append(html.extras.url(str((report_dir / model_page(str(model))).resolve()), name="model page"))
         try:
             png = dashboard_png(report_dir, str(model))
             extras.append(html.extras.png(base64.b64encode(png.read_bytes()).decode(), name="per-layer cosine"))
@@ -107,6 +136,41 @@ class Reporter:
             tr.write_line(f"history: run {run_state(self.config).run_id} ({self.history_rows} metrics) appended")
         if self.dashboard is not None:
             tr.write_line(f"dashboard: {self.dashboard.resolve()}")
+
+
+class XdistReporter:
+    """Registered only with pytest-xdist: the controller takes the report folder when the first worker has collected
+    gates, before xdist schedules any test."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        from qc.pytest_plugin import load_specs
+
+        names = {spec.name for spec in load_specs(self.reporter.config)}
+        if any(nodeid.endswith("]") and nodeid.rsplit("[", 1)[-1][:-1] in names for nodeid in ids):
+            self.reporter.take_folder()
+
+
+def open_report_folder(config: pytest.Config) -> ReportFolder:
+    """The run's report folder, taken for this run; a UsageError naming the folder when it cannot be."""
+    from qc.pytest_plugin.shard import splits_of
+    from qc.report.history import git_commit
+
+    state = run_state(config)
+    shard = splits_of(config)
+    run = FolderRun(
+        run_id=state.run_id,
+        run_group=config.getoption("--qc-run-group") or state.run_id,
+        started=datetime.datetime.fromtimestamp(state.started, datetime.UTC).isoformat(timespec="seconds"),
+        git_commit=git_commit(),
+        shard=f"{shard[0]}/{shard[1]}" if shard else None,
+    )
+    try:
+        return ReportFolder(Path(config.getoption("--qc-report-dir")), run).open()
+    except FolderError as exc:
+        raise pytest.UsageError(f"qc: {exc}") from None
 
 
 def append_history(config: pytest.Config, report_dir: Path, rows: dict[str, dict[str, Any]]) -> int:

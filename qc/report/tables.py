@@ -1,4 +1,4 @@
-"""CSV reports: ``<model>/layers.csv``, ``<model>/outputs.csv``, ``<model>/unmatched.csv`` and ``summary.csv``.
+"""CSV reports: ``models/<model>/{layers,outputs,unmatched}.csv`` and ``summary.csv``.
 
 The column lists are a stable contract that CI scripts read: add columns only at the end.
 """

@@ -68,12 +68,12 @@ def test_run_is_green_and_known_bad_variant_is_a_strict_xfail(first_run: subproc
 
 def test_reports_follow_the_contract(project: Path, first_run: subprocess.CompletedProcess[str]) -> None:
     reports = project / "reports"
-    with (reports / "tiny-a16" / "layers.csv").open() as f:
+    with (reports / "models" / "tiny-a16" / "layers.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == LAYER_COLUMNS
     assert rows[0]["tensor"] == "images"
     assert rows[0]["op_type"] == "Input"
-    with (reports / "tiny-int8" / "outputs.csv").open() as f:
+    with (reports / "models" / "tiny-int8" / "outputs.csv").open() as f:
         outputs = {r["output"]: r for r in csv.DictReader(f)}
     assert tuple(next(iter(outputs.values()))) == OUTPUT_COLUMNS
     assert set(outputs) == {"pred", "pred[boxes]", "pred[scores]"}
@@ -86,9 +86,9 @@ def test_reports_follow_the_contract(project: Path, first_run: subprocess.Comple
     cases = ET.parse(reports / "junit.xml").getroot().iter("testcase")
     props = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")} for c in cases}
     assert props["test_layer_cosine[tiny-a16]"]["qc_model"] == "tiny-a16"
-    assert props["test_layer_cosine[tiny-a16]"]["qc_model_page"] == "tiny-a16/index.html"
+    assert props["test_layer_cosine[tiny-a16]"]["qc_model_page"] == "models/tiny-a16/index.html"
     assert (reports / "index.html").is_file()
-    assert (reports / "tiny-a16" / "index.html").is_file()
+    assert (reports / "models" / "tiny-a16" / "index.html").is_file()
     assert (reports / "plotly.min.js").is_file()
     assert (reports / "history.sqlite").is_file()
     assert "worst_layer" in props["test_layer_cosine[tiny-a16]"]
@@ -153,5 +153,5 @@ def test_pytest_html_rows_link_to_model_pages(project: Path, first_run: subproce
     assert run.returncode == 0, run.stdout
     text = html.read_text()
     assert "model page" in text
-    assert "tiny-a16/index.html" in text
+    assert "models/tiny-a16/index.html" in text
     assert "image/png" in text  # the static per-layer PNG, not inline JavaScript

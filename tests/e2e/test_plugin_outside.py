@@ -63,7 +63,7 @@ def test_gates_run_from_a_folder_outside_the_checkout(user_repo: Path) -> None:
     assert "8 passed, 2 xfailed" in run.stdout  # per model: 3 similarity gates, fps, lint; int8 slices xfail
     assert "XFAIL qc_gates/test_similarity.py::test_output_cosine[tiny-int8]" in run.stdout
     assert "PASSED qc_gates/test_similarity.py::test_layer_cosine[tiny-a16]" in run.stdout
-    assert (user_repo / "reports" / "tiny-a16" / "layers.csv").is_file()
+    assert (user_repo / "reports" / "models" / "tiny-a16" / "layers.csv").is_file()
     assert (user_repo / "reports" / "summary.csv").is_file()
     cases = list(ET.parse(user_repo / "reports" / "junit.xml").getroot().iter("testcase"))
     assert len(cases) == 10

@@ -55,7 +55,7 @@ def test_validate_and_compare(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "PASS layer_cosine" in out
-    assert (tmp_path / "r" / "tiny" / "layers.csv").is_file()
+    assert (tmp_path / "r" / "models" / "tiny" / "layers.csv").is_file()
 
 
 def test_bad_models_file_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

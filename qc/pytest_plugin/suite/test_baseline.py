@@ -16,13 +16,14 @@ from qc.config import ModelSpec
 from qc.gates import BaselineEvidence, Evidence, GateResult
 from qc.pipeline import ModelStages
 from qc.pytest_plugin.run import run_state
+from qc.report.paths import model_dir
 
 Check = Callable[[GateResult], None]
 
 
 def _fps(stages: ModelStages, feed: dict[str, np.ndarray], started: float) -> float:
     """This run's FPS: speed.json when the fps gate wrote it during this session, else a timing of our own."""
-    path = Path(stages.ctx.report_dir) / stages.spec.name / "speed.json"
+    path = model_dir(stages.ctx.report_dir, stages.spec.name) / "speed.json"
     if path.is_file() and path.stat().st_mtime >= started:
         return float(json.loads(path.read_text())["target"]["fps"])
     settings = stages.spec.speed

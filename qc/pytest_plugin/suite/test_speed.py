@@ -17,6 +17,7 @@ from qc import gates
 from qc.config import ModelSpec
 from qc.gates import Evidence, GateResult, SpeedEvidence
 from qc.pipeline import ModelStages
+from qc.report.paths import model_dir
 from qc.speed import LatencyStats, LayerProfile
 
 Check = Callable[[GateResult], None]
@@ -49,7 +50,7 @@ def test_fps(
     reference = qc_stages.reference.speed(speed_feed, rounds=settings.rounds, warmup=settings.warmup)
     overhead = profile.run_ms / stats.latency_ms_mean - 1.0 if profile.run_ms else None
     write_speed(
-        qc_stages.ctx.report_dir / qc_model.name,
+        model_dir(qc_stages.ctx.report_dir, qc_model.name),
         stats,
         reference,
         profile.rows,
@@ -74,5 +75,5 @@ def test_lint(
     times = cast(LayerProfile, request.getfixturevalue(f"{target.lint_profile}_layer_times"))
     profile = {row.layer: row.share for row in times.rows}
     findings = lint(target.lint_view(), profile=profile)
-    write_lint(qc_stages.ctx.report_dir / qc_model.name, findings)
+    write_lint(model_dir(qc_stages.ctx.report_dir, qc_model.name), findings)
     check_gate(gates.check("lint", Evidence(qc_model, lint=findings)))

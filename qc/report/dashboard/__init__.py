@@ -9,7 +9,7 @@ folder itself) and writes:
 - ``index.html``: one sortable row per model (gate outcomes, headline metrics), every model's per-layer cosine
   along the topological order, headline-metric trends over runs, and the op types and patterns that lose the most
   SQNR locally across the diagnosed models;
-- ``<model>/index.html``: one page per model, with its diagnosis when there is one;
+- ``models/<model>/index.html``: one page per model, with its diagnosis when there is one;
 - ``plotly.min.js``: Plotly's JavaScript, once, from the installed plotly package.
 
 Every link is relative and nothing is fetched from the network, so the folder can be copied and opened offline.
@@ -33,6 +33,7 @@ from qc.report.dashboard.index_page import index_page
 from qc.report.dashboard.model_page import model_page
 from qc.report.dashboard.sparkline import dashboard_png
 from qc.report.history_types import HistoryPoint
+from qc.report.paths import model_dir
 
 __all__ = ["PLOTLY_JS", "dashboard_png", "write_dashboard", "write_plotly_js"]
 
@@ -44,7 +45,7 @@ def write_dashboard(
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     junit_name: str = "junit.xml",
 ) -> list[Path]:
-    """Write ``index.html``, ``<model>/index.html`` per model and ``plotly.min.js``; returns the files written."""
+    """Write ``index.html``, ``models/<model>/index.html`` per model and ``plotly.min.js``; returns the files."""
     report_dir = Path(report_dir)
     settings = settings or {}
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -56,7 +57,7 @@ def write_dashboard(
     by_model = {r.get("model", ""): r for r in summary.rows}
     written = [write_plotly_js(report_dir)]
     for name in models:
-        path = report_dir / name / PAGE
+        path = model_dir(report_dir, name) / PAGE
         atomic_write_text(path, model_page(files[name], settings.get(name, {}), by_model.get(name)))
         written.append(path)
     index = report_dir / PAGE

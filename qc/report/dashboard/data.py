@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qc import jsonio
+from qc.report.paths import model_dir, model_dirs
 
 DIAGNOSIS_FILES = (
     "diagnosis.json",
@@ -147,7 +148,7 @@ class ModelFiles:
 
     @classmethod
     def read(cls, report_dir: Path, name: str) -> ModelFiles:
-        folder = report_dir / name
+        folder = model_dir(report_dir, name)
         pic_dir = folder / "pictures"
         pictures = sorted(p for p in pic_dir.glob("*.png") if p.is_file()) if pic_dir.is_dir() else []
         return cls(
@@ -195,7 +196,7 @@ class ModelFiles:
 def discover_models(report_dir: Path, summary: Loaded, settings: Mapping[str, Any]) -> list[str]:
     names: list[str] = [r.get("model", "") for r in summary.rows]
     if report_dir.is_dir():
-        for sub in sorted(report_dir.iterdir()):
+        for sub in model_dirs(report_dir):
             if sub.is_dir() and (any((sub / f).is_file() for f in MODEL_FILES) or (sub / "pictures").is_dir()):
                 names.append(sub.name)
     names.extend(settings)

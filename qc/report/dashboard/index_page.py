@@ -36,6 +36,7 @@ from qc.report.dashboard.markup import (
     why_missing,
 )
 from qc.report.history_types import HistoryPoint
+from qc.report.paths import MODELS_DIR
 
 TREND_METRICS = (
     "worst_layer_cosine",
@@ -82,7 +83,7 @@ def _index_table(
             model_settings.get("target") or model_settings.get("target.kind") or model_settings.get("target_kind") or ""
         )
         cells = [
-            Cell(f'<a href="{href(name, PAGE)}">{esc(name)}</a>', sort=name, cls="model"),
+            Cell(f'<a href="{href(MODELS_DIR, name, PAGE)}">{esc(name)}</a>', sort=name, cls="model"),
             text(target),
             *(outcome(row.get(g)) for g in gates),
             number(pick("reference_ap", m.accuracy_value("reference.ap"))),
@@ -222,7 +223,7 @@ def _patterns_section(patterns: Loaded, models: Sequence[str], charts: Charts) -
         if model is None:
             return text(value, "name")
         tensor = value[len(model) + 1 :]
-        link = f'<a href="{href(model, PAGE)}#diagnosis">{esc(model)}</a>'
+        link = f'<a href="{href(MODELS_DIR, model, PAGE)}#diagnosis">{esc(model)}</a>'
         return Cell(f"{link}: {esc(tensor)}", sort=value, cls="name")
 
     rows = [

@@ -249,11 +249,11 @@ def model_page(m: ModelFiles, settings: Mapping[str, Any], summary_row: Mapping[
     files = [f for f in MODEL_FILES if (m.folder / f).is_file()]
     raw = ", ".join(f'<a href="{href(f)}">{esc(f)}</a>' for f in files) or "none"
     body = [
-        f'<nav><a href="../{PAGE}">← all models</a></nav>',
+        f'<nav><a href="../../{PAGE}">← all models</a></nav>',
         f"<h1>{esc(m.name)}</h1>",
         f"<p>{gates}</p>",
         f"<nav>{nav}</nav>",
         f'<p class="muted">Raw files: {raw}.</p>',
     ]
     body.extend(f'<h2 id="{a}">{esc(t)}</h2>\n{html_part}' for a, t, html_part in sections)
-    return page(f"qc: {m.name}", "\n".join(body), root="../")
+    return page(f"qc: {m.name}", "\n".join(body), root="../../")

@@ -1,4 +1,4 @@
-"""A static per-layer cosine sparkline (Pillow only), ``<model>/layers.png``, for pytest-html."""
+"""A static per-layer cosine sparkline (Pillow only), ``models/<model>/layers.png``, for pytest-html."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 from qc.errors import DataError
 from qc.report.dashboard.assets import write_bytes
 from qc.report.dashboard.data import COSINE_THRESHOLD, num, read_csv, safe_name, thresholds
+from qc.report.paths import model_dir
 
 
 def dashboard_png(report_dir: Path, model: str, *, size: tuple[int, int] = (360, 80)) -> Path:
-    """A static per-layer cosine sparkline, ``<report_dir>/<model>/layers.png`` (Pillow only), for pytest-html.
+    """A static per-layer cosine sparkline, ``<report_dir>/models/<model>/layers.png`` (Pillow only), for pytest-html.
 
     The dashed red steps are the cosine threshold layers.csv gives each layer (none when it has no such column);
     a red dot is a layer under its own threshold, a red tick an undefined metric."""
@@ -21,7 +22,7 @@ def dashboard_png(report_dir: Path, model: str, *, size: tuple[int, int] = (360,
     if not safe_name(model):
         raise DataError(f"dashboard_png: {model!r} is not a model folder name.")
     report_dir = Path(report_dir)
-    layers = read_csv(report_dir / model / "layers.csv")
+    layers = read_csv(model_dir(report_dir, model) / "layers.csv")
     values = [num(r.get("cosine_mean")) for r in layers.rows]
     limits = thresholds(layers, COSINE_THRESHOLD) or [None] * len(values)
     drawn = [t for t in limits if t is not None]
@@ -77,7 +78,7 @@ def dashboard_png(report_dir: Path, model: str, *, size: tuple[int, int] = (360,
         if undefined:
             label += f", {undefined} undefined"
         draw.text((4, 2), label, fill=(31, 35, 40), font=font)
-    out = report_dir / model / "layers.png"
+    out = model_dir(report_dir, model) / "layers.png"
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     write_bytes(out, buf.getvalue())

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from qc import jsonio, progress
 from qc.errors import ConfigError
+from qc.report.paths import model_dir
 from qc.snpe.hostsim.plan import HostSimResult
 from qc.snpe.hostsim.split import ErrorSplit, HostSimRunner, split_error, write_error_split
 
@@ -97,7 +98,7 @@ def host_simulation_stage(
                     spec.name, stages.reference, sim, target, target.tensor_map(), feeds2, margin_db=margin_db, bar=bar
                 )
             cache.save_json("error-split", split_key, split.to_json())
-    report = stages.ctx.report_dir / spec.name
+    report = model_dir(stages.ctx.report_dir, spec.name)
     files = write_error_split(split, report)
     hostsim_json = report / "hostsim.json"
     atomic_write_text(hostsim_json, jsonio.dumps(built.to_json(), indent=1, default=str))

@@ -39,7 +39,7 @@ def test_tiny_detector_origin_sensitivity_and_verified_advice(tmp_path: Path) ->
     assert advice.layers == ["concat"]
     assert advice.verification is not None
     assert advice.verification.passed, advice.message
-    folder = tmp_path / "reports" / "tiny"
+    folder = tmp_path / "reports" / "models" / "tiny"
     write_diagnosis(d, folder)
     write_pattern_items(d, folder)
     patterns = write_patterns_from_reports(tmp_path / "reports").read_text().splitlines()

@@ -29,6 +29,7 @@ import pytest
 from PIL import Image
 
 from qc.report.dashboard import write_dashboard
+from qc.report.paths import model_dir
 from tests.unit.report.synthetic import FULL, INJECTION, build_report, history, settings
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -404,7 +405,7 @@ def test_index_renders_offline_and_sorts(browser: Browser, dashboard: Path, tmp_
 
 
 def test_model_page_renders_offline(browser: Browser, dashboard: Path, tmp_path: Path) -> None:
-    page = browser.load((dashboard / FULL / "index.html").as_uri())
+    page = browser.load((model_dir(dashboard, FULL) / "index.html").as_uri())
     check_offline(page, dashboard)
     assert page.stats["charts"] == 5  # layers, outputs, top layer times, op-type share, diagnosis
     # the diagnosis chart: accumulated and local SQNR and cosine, and the origin marked, in both panels
@@ -415,7 +416,7 @@ def test_model_page_renders_offline(browser: Browser, dashboard: Path, tmp_path:
     save(page, tmp_path, "model")
 
     # the detection pictures load lazily: scroll to them, then every one must decode from its relative src
-    target, session = browser.open((dashboard / FULL / "index.html").as_uri())
+    target, session = browser.open((model_dir(dashboard, FULL) / "index.html").as_uri())
     browser.evaluate(session, 'document.querySelector(".pictures").scrollIntoView()')
     images = """Array.from(document.querySelectorAll(".pictures img")).map(i => i.complete && i.naturalWidth)"""
     deadline = time.monotonic() + TIMEOUT

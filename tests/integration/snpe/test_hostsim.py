@@ -121,7 +121,7 @@ def test_stage_is_cached_and_writes_the_report(
     first.close()
     assert cold.split.runtime_dominated() == []
     assert cold.split.images == 3
-    report = tmp_path / "r1" / "tiny-snpe"
+    report = tmp_path / "r1" / "models" / "tiny-snpe"
     header = (report / "error_split.csv").read_text().splitlines()[0]
     assert header == "index,tensor,op_type,cosine_quant,sqnr_db_quant,cosine_runtime,sqnr_db_runtime"
     assert json.loads((report / "hostsim.json").read_text())["verified"] == cold.hostsim.verified
@@ -133,7 +133,9 @@ def test_stage_is_cached_and_writes_the_report(
     monkeypatch.setattr(SnpeRunner, "dlc_info", forbidden)
     warm = host_simulation_stage(stages("r2"), quantize_weights=False)
     assert warm.split.to_json() == cold.split.to_json()
-    assert (tmp_path / "r2" / "tiny-snpe" / "error_split.json").read_text() == (report / "error_split.json").read_text()
+    assert (tmp_path / "r2" / "models" / "tiny-snpe" / "error_split.json").read_text() == (
+        report / "error_split.json"
+    ).read_text()
 
 
 def test_cli_reports_the_injected_fault(
@@ -173,4 +175,4 @@ def test_cli_reports_the_injected_fault(
     out = capsys.readouterr().out
     first = next(line for line in out.splitlines() if line.startswith("runtime error dominates"))
     assert FAULTY in first
-    assert (tmp_path / "r" / "tiny-yolov6-snpe" / "error_split.csv").is_file()
+    assert (tmp_path / "r" / "models" / "tiny-yolov6-snpe" / "error_split.csv").is_file()

@@ -126,7 +126,7 @@ def test_every_gate_runs_through_sshd_and_the_fake_toolkit(
     ):
         passed = [line for line in out.splitlines() if "PASSED" in line and f"::test_{gate}[tiny-yolov6-snpe]" in line]
         assert passed, f"{gate}\n{out}"
-    report = tmp_path / "reports" / "tiny-yolov6-snpe"
+    report = tmp_path / "reports" / "models" / "tiny-yolov6-snpe"
     with (report / "tensor_map.csv").open() as f:
         tmap = {r["reference"]: r for r in csv.DictReader(f)}
     assert tmap["output1_yolov6r2"]["permutation"] == "0,3,1,2"
@@ -219,7 +219,7 @@ def test_warm_cache_needs_no_device(
     assert isinstance(first.target(), SnpeRunner)
     first.close()
     assert remote_entries(tmp_path / "device") == []
-    assert (tmp_path / "r1" / "tiny-snpe" / "tensor_map.csv").is_file()
+    assert (tmp_path / "r1" / "models" / "tiny-snpe" / "tensor_map.csv").is_file()
     calls = len(tool_calls(tmp_path))
 
     def forbidden(*args: object, **kwargs: object) -> None:
@@ -230,8 +230,8 @@ def test_warm_cache_needs_no_device(
     assert second.comparison().to_json() == cold.to_json()
     second.accuracy()
     assert len(tool_calls(tmp_path)) == calls
-    assert (tmp_path / "r2" / "tiny-snpe" / "tensor_map.csv").read_text() == (
-        tmp_path / "r1" / "tiny-snpe" / "tensor_map.csv"
+    assert (tmp_path / "r2" / "models" / "tiny-snpe" / "tensor_map.csv").read_text() == (
+        tmp_path / "r1" / "models" / "tiny-snpe" / "tensor_map.csv"
     ).read_text()
 
 

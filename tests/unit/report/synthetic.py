@@ -20,6 +20,7 @@ from qc.config import GATES
 from qc.diagnose.report import LOCAL_COLUMNS, RANGE_COLUMNS, SENSITIVITY_COLUMNS, pattern_rows, patterns_csv
 from qc.graph.lint import Finding, Severity
 from qc.report.history_types import HistoryPoint
+from qc.report.paths import model_dir
 from qc.report.speed import write_lint, write_speed
 from qc.report.tables import LAYER_COLUMNS, OUTPUT_COLUMNS, UNMATCHED_COLUMNS, to_csv, write_summary
 from qc.speed import LatencyStats, with_shares
@@ -382,12 +383,12 @@ def write_broken(folder: Path) -> None:
 def build_report(root: Path, *, junit: bool = True, summary: bool = True, diagnosis: bool = True) -> Path:
     """The report folder: three models, summary.csv and junit.xml; FULL's diagnosis and patterns.csv."""
     root.mkdir(parents=True, exist_ok=True)
-    write_full(root / FULL)
+    write_full(model_dir(root, FULL))
     if diagnosis:
-        write_diagnosis(root / FULL)
+        write_diagnosis(model_dir(root, FULL))
         write_patterns(root)
-    write_partial(root / PARTIAL)
-    write_broken(root / BROKEN)
+    write_partial(model_dir(root, PARTIAL))
+    write_broken(model_dir(root, BROKEN))
     if summary:
         rows = [
             {

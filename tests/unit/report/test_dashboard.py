@@ -16,6 +16,7 @@ from PIL import Image
 
 from qc.errors import DataError
 from qc.report.dashboard import PLOTLY_JS, dashboard_png, write_dashboard
+from qc.report.paths import model_dir
 from qc.report.tables import to_csv
 from tests.unit.report.synthetic import (
     ADVICE_MESSAGE,
@@ -93,9 +94,9 @@ def test_writes_index_model_pages_and_plotly_once(report: Path) -> None:
     expected = {
         report / "index.html",
         report / PLOTLY_JS,
-        report / FULL / "index.html",
-        report / PARTIAL / "index.html",
-        report / BROKEN / "index.html",
+        model_dir(report, FULL) / "index.html",
+        model_dir(report, PARTIAL) / "index.html",
+        model_dir(report, BROKEN) / "index.html",
     }
     assert set(written) == expected
     assert all(p.is_file() for p in written)
@@ -128,16 +129,17 @@ def test_links_are_relative_resolve_and_nothing_is_remote(report: Path) -> None:
         "index.html",
         "junit.xml",
         "summary.csv",
-        f"{FULL}/index.html",
-        f"{PARTIAL}/index.html",
-        f"{FULL}/pictures/image one.png",
-        f"{FULL}/pictures/image_2.png",
-        f"{FULL}/layers.csv",
-        f"{FULL}/detections_target.json",
+        f"models/{FULL}/index.html",
+        f"models/{PARTIAL}/index.html",
+        f"models/{FULL}/pictures/image one.png",
+        f"models/{FULL}/pictures/image_2.png",
+        f"models/{FULL}/layers.csv",
+        f"models/{FULL}/detections_target.json",
     } <= seen_targets
     index = (report / "index.html").read_text(encoding="utf-8")
     assert '<script src="plotly.min.js"></script>' in index
-    assert '<script src="../plotly.min.js"></script>' in (report / FULL / "index.html").read_text(encoding="utf-8")
+    full = (model_dir(report, FULL) / "index.html").read_text(encoding="utf-8")
+    assert '<script src="../../plotly.min.js"></script>' in full
 
 
 def test_every_name_is_escaped(report: Path) -> None:
@@ -148,7 +150,7 @@ def test_every_name_is_escaped(report: Path) -> None:
         assert "<odd>" not in text, page
         # the only script elements are plotly.min.js, one per chart and the sorter
         assert text.count("<script") == text.count("</script>")
-    full = (report / FULL / "index.html").read_text(encoding="utf-8")
+    full = (model_dir(report, FULL) / "index.html").read_text(encoding="utf-8")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in full  # in the layer table
     assert "head/&lt;odd&gt;&amp;name" in full  # unmatched table
     index = (report / "index.html").read_text(encoding="utf-8")
@@ -157,8 +159,8 @@ def test_every_name_is_escaped(report: Path) -> None:
 
 def test_model_page_sections(report: Path) -> None:
     write_dashboard(report, settings=settings())
-    full = (report / FULL / "index.html").read_text(encoding="utf-8")
-    links = parse(report / FULL / "index.html")
+    full = (model_dir(report, FULL) / "index.html").read_text(encoding="utf-8")
+    links = parse(model_dir(report, FULL) / "index.html")
     assert links.charts == 5  # layers, outputs, top layer times, op-type share, diagnosis
     # the annotation on the first layer under 0.98 (plotly escapes "/" in its JSON)
     assert "first below threshold: backbone\\u002fblock_7\\u002fleakyrelu (0.9500)" in full
@@ -184,7 +186,7 @@ def test_model_page_sections(report: Path) -> None:
 
 def test_missing_empty_and_unreadable_files_are_explained(report: Path) -> None:
     write_dashboard(report, settings=settings())
-    partial = (report / PARTIAL / "index.html").read_text(encoding="utf-8")
+    partial = (model_dir(report, PARTIAL) / "index.html").read_text(encoding="utf-8")
     for sentence in (
         "No accuracy stage ran for this model (accuracy.json is missing).",
         "No speed stage ran for this model (speed.json is missing).",
@@ -196,7 +198,7 @@ def test_missing_empty_and_unreadable_files_are_explained(report: Path) -> None:
     ):
         assert sentence in partial
     assert "first below threshold" not in partial  # every layer of PARTIAL is above 0.98
-    broken = (report / BROKEN / "index.html").read_text(encoding="utf-8")
+    broken = (model_dir(report, BROKEN) / "index.html").read_text(encoding="utf-8")
     assert "layers.csv has no rows: the comparison produced no layers." in broken
     assert "outputs.csv has no rows" in broken
     assert "accuracy.json could not be read: unreadable (" in broken
@@ -208,7 +210,7 @@ def test_missing_empty_and_unreadable_files_are_explained(report: Path) -> None:
     assert "sensitivity.csv has no rows: no layer was measured" in broken
     assert "No diagnosis ran for this model (ranges.csv is missing)." in broken
     assert "No run settings were passed for this model." in broken
-    assert parse(report / BROKEN / "index.html").charts == 0
+    assert parse(model_dir(report, BROKEN) / "index.html").charts == 0
 
 
 def test_index_table_gates_and_headlines(report: Path) -> None:
@@ -236,7 +238,7 @@ def test_index_without_summary_or_junit_falls_back_to_files(tmp_path: Path) -> N
     assert index.count('<tr><td class="model" data-sort=') == 3
     assert 'data-sort="0.2284"' in index  # reference AP from accuracy.json
     assert 'data-sort="56.9"' in index  # FPS from speed.json
-    full = (report / FULL / "index.html").read_text(encoding="utf-8")
+    full = (model_dir(report, FULL) / "index.html").read_text(encoding="utf-8")
     assert "No summary.csv row for this model: gate outcomes unknown." in full
 
 
@@ -268,7 +270,7 @@ def test_trends_need_two_runs(report: Path, runs: int) -> None:
 
 def test_dashboard_png(report: Path) -> None:
     out = dashboard_png(report, FULL)
-    assert out == report / FULL / "layers.png"
+    assert out == model_dir(report, FULL) / "layers.png"
     with Image.open(out) as img:
         assert img.format == "PNG"
         assert img.size == (360, 80)
@@ -282,7 +284,7 @@ def test_dashboard_png(report: Path) -> None:
 
 def test_model_page_diagnosis(report: Path) -> None:
     write_dashboard(report, settings=settings())
-    full = (report / FULL / "index.html").read_text(encoding="utf-8")
+    full = (model_dir(report, FULL) / "index.html").read_text(encoding="utf-8")
     assert '<a href="#diagnosis">Diagnosis</a>' in full
     assert '<h2 id="diagnosis">Diagnosis</h2>' in full
     section = full[full.index('<h2 id="diagnosis">') :]
@@ -326,7 +328,7 @@ def test_model_page_diagnosis(report: Path) -> None:
 
 def test_diagnosis_missing_says_how_to_get_it(report: Path, tmp_path: Path) -> None:
     write_dashboard(report, settings=settings())
-    partial = (report / PARTIAL / "index.html").read_text(encoding="utf-8")
+    partial = (model_dir(report, PARTIAL) / "index.html").read_text(encoding="utf-8")
     assert '<a href="#diagnosis">Diagnosis</a>' in partial
     section = partial[partial.index('<h2 id="diagnosis">') :]
     assert "No diagnosis ran for this model (diagnosis.json is missing)" in section
@@ -350,7 +352,7 @@ def test_index_patterns_across_models(report: Path) -> None:
     assert "3 op type / pattern groups" in section
     assert PATTERN in section
     # the worst layer links to its model's diagnosis, the name escaped
-    assert f'<a href="{PARTIAL}/index.html#diagnosis">{PARTIAL}</a>: head/cat' in section
+    assert f'<a href="models/{PARTIAL}/index.html#diagnosis">{PARTIAL}</a>: head/cat' in section
     assert "Local SQNR by op type and pattern" in section
     assert "Concat \\u00b7 Concat of mixed ranges" in section  # the bar label (plotly writes JSON with \\u escapes)
     assert INJECTION not in index
@@ -369,10 +371,10 @@ def test_index_patterns_unreadable_or_empty(report: Path, content: str) -> None:
 
 def test_diagnosis_files_alone_make_a_model_page(tmp_path: Path) -> None:
     report = tmp_path / "r"
-    (report / "solo").mkdir(parents=True)
-    (report / "solo" / "diagnosis.json").write_text('{"model": "solo", "origins": [], "advice": null}')
+    model_dir(report, "solo").mkdir(parents=True)
+    (model_dir(report, "solo") / "diagnosis.json").write_text('{"model": "solo", "origins": [], "advice": null}')
     write_dashboard(report)
-    solo = (report / "solo" / "index.html").read_text(encoding="utf-8")
+    solo = (model_dir(report, "solo") / "index.html").read_text(encoding="utf-8")
     assert "The diagnosis names no origin" in solo
     assert "No diagnosis ran for this model (local.csv is missing)." in solo
     assert "The diagnosis gave no advice" in solo
@@ -384,9 +386,9 @@ OUTPUT_CHART = "Outputs and slices: cosine and SQNR against their thresholds"
 
 def test_layer_threshold_line_is_the_csv_column_with_its_override(report: Path) -> None:
     write_dashboard(report, settings={FULL: {"thresholds": {"layer_cosine": 0.5}}})  # settings are not read
-    fig = figures(report / FULL / "index.html")[LAYER_CHART]
+    fig = figures(model_dir(report, FULL) / "index.html")[LAYER_CHART]
     step = trace(fig, "threshold ")
-    expected = column(report / FULL / "layers.csv", "cosine_threshold")
+    expected = column(model_dir(report, FULL) / "layers.csv", "cosine_threshold")
     assert step["y"] == expected
     assert step["y"][OVERRIDDEN_LAYER] == LAYER_OVERRIDE
     assert {v for i, v in enumerate(step["y"]) if i != OVERRIDDEN_LAYER} == {THRESHOLDS["layer_cosine"]}
@@ -399,14 +401,14 @@ def test_layer_threshold_line_is_the_csv_column_with_its_override(report: Path) 
     assert THRESHOLDS["layer_cosine"] < cosine["y"][OVERRIDDEN_LAYER] < LAYER_OVERRIDE
     assert cosine["marker"]["color"][OVERRIDDEN_LAYER] == "#cf222e"
     assert cosine["marker"]["color"][OVERRIDDEN_LAYER - 1] == "#0969da"
-    full = (report / FULL / "index.html").read_text(encoding="utf-8")
+    full = (model_dir(report, FULL) / "index.html").read_text(encoding="utf-8")
     assert "3 below their cosine threshold" in full
 
 
 def test_outputs_chart_draws_cosine_and_sqnr_thresholds_per_output(report: Path) -> None:
     write_dashboard(report)
-    fig = figures(report / FULL / "index.html")[OUTPUT_CHART]
-    outputs = report / FULL / "outputs.csv"
+    fig = figures(model_dir(report, FULL) / "index.html")[OUTPUT_CHART]
+    outputs = model_dir(report, FULL) / "outputs.csv"
     with outputs.open(encoding="utf-8") as f:
         names = [r["output"] for r in csv.DictReader(f)]
     cos, sqnr = trace(fig, "cosine threshold"), trace(fig, "SQNR threshold")
@@ -420,13 +422,13 @@ def test_outputs_chart_draws_cosine_and_sqnr_thresholds_per_output(report: Path)
     sqnr_mean = trace(fig, "SQNR dB (mean")
     assert sqnr_mean["y"][at] == 31.0  # under its 35 dB override: red, the others above 20 dB are not
     assert [c == "#cf222e" for c in sqnr_mean["marker"]["color"]] == [False, False, True, False, True]
-    full = (report / FULL / "index.html").read_text(encoding="utf-8")
+    full = (model_dir(report, FULL) / "index.html").read_text(encoding="utf-8")
     table = full[full.index('<h2 id="outputs">') : full.index('<h2 id="unmatched">')]
     assert '<td class="bad" data-sort="31.0">31</td>' in table  # SQNR under its own threshold is flagged
 
 
 def test_csv_without_threshold_columns_draws_no_line_and_says_so(report: Path) -> None:
-    outputs = report / FULL / "outputs.csv"
+    outputs = model_dir(report, FULL) / "outputs.csv"
     with outputs.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     keep = [c for c in rows[0] if not c.endswith("_threshold")]
@@ -435,11 +437,11 @@ def test_csv_without_threshold_columns_draws_no_line_and_says_so(report: Path) -
         writer.writeheader()
         writer.writerows(rows)
     write_dashboard(report, settings=settings())  # PARTIAL's settings name a layer_cosine_threshold: not used
-    partial = report / PARTIAL / "index.html"
+    partial = model_dir(report, PARTIAL) / "index.html"
     assert "layers.csv has no cosine_threshold column (written by an older qc)" in partial.read_text(encoding="utf-8")
     assert not [t for t in figures(partial)[LAYER_CHART]["data"] if "threshold" in t["name"]]
     assert figures(partial)[LAYER_CHART]["layout"].get("shapes", []) == []
-    full = report / FULL / "index.html"
+    full = model_dir(report, FULL) / "index.html"
     text = full.read_text(encoding="utf-8")
     assert "outputs.csv has no cosine_threshold column" in text
     assert "outputs.csv has no sqnr_db_threshold column" in text
@@ -450,14 +452,15 @@ def test_csv_without_threshold_columns_draws_no_line_and_says_so(report: Path) -
 
 def test_index_overlay_and_diagnosis_chart_draw_the_csv_thresholds(report: Path) -> None:
     write_dashboard(report, settings=settings())
-    expected = column(report / FULL / "layers.csv", "cosine_threshold")
+    expected = column(model_dir(report, FULL) / "layers.csv", "cosine_threshold")
     overlay = figures(report / "index.html")["Per-layer cosine (mean over images) along the topological order"]
     steps = [t for t in overlay["data"] if "threshold" in t["name"]]
     assert [t["name"] for t in steps] == [f"{FULL}: threshold 0.98 (0.99 on 1 layer)"]  # PARTIAL has no column
     assert steps[0]["y"] == expected
     (model,) = [t for t in overlay["data"] if t["name"] == FULL]
     assert steps[0]["line"]["color"] == model["line"]["color"]  # the model's own colour
-    diagnosis = figures(report / FULL / "index.html")["Accumulated vs local error along the topological order"]
+    page = model_dir(report, FULL) / "index.html"
+    diagnosis = figures(page)["Accumulated vs local error along the topological order"]
     step = trace(diagnosis, "cosine threshold")
     assert step["yaxis"] == "y2"  # the cosine panel
     assert step["y"] == expected  # matched by tensor name: local.csv lists the same layers
@@ -475,15 +478,15 @@ def test_dashboard_png_draws_the_csv_threshold_only(report: Path) -> None:
 
 
 def test_input_independent_layers_are_listed_but_never_marked_failing(report: Path) -> None:
-    path = report / FULL / "layers.csv"
+    path = model_dir(report, FULL) / "layers.csv"
     with path.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
         row["input_independent"] = "true" if row["index"] == str(OVERRIDDEN_LAYER) else "false"
     path.write_text(to_csv(tuple(rows[0]), rows), encoding="utf-8")
     write_dashboard(report)
-    page = (report / FULL / "index.html").read_text(encoding="utf-8")
-    cosine = trace(figures(report / FULL / "index.html")[LAYER_CHART], "cosine (mean")
+    page = (model_dir(report, FULL) / "index.html").read_text(encoding="utf-8")
+    cosine = trace(figures(model_dir(report, FULL) / "index.html")[LAYER_CHART], "cosine (mean")
     assert cosine["marker"]["color"][OVERRIDDEN_LAYER] == "#0969da"  # below its override, but not gated
     assert "2 below their cosine threshold" in page  # was 3 with the layer gated
     assert "1 input-independent (not gated)" in page
