@@ -43,7 +43,7 @@ README = REPO / "README.md"
 
 # ------------------------------------------------------------------------------------ the documented contract
 # README.md, "What a run leaves in `reports/`": the files of the report folder and of each model's folder.
-TOP_FILES = ("index.html", "plotly.min.js", "junit.xml", "summary.csv", "history.sqlite")
+TOP_FILES = ("index.html", "plotly.min.js", "junit.xml", "summary.csv", "history.sqlite", "run.json", "durations.json")
 MODEL_FILES = (
     "index.html",
     "layers.csv",
@@ -102,6 +102,8 @@ DETECTION_KEYS = {"image_id", "category_id", "bbox", "score"}
 SPEED_SIDE_KEYS = {"fps", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99"}
 SPEED_KEYS = {"target", "reference", "profiling_overhead"}
 # `junit.xml`: "one test case per model and gate ... with the key metrics as properties and `qc_model_page`"
+# Model folders: "models/<model>/" (README: model folders live under `models/`, apart from the run's own files)
+MODELS = "models"
 JUNIT_PROPERTIES = {"qc_model", "qc_gate", "qc_target", "qc_model_page"}
 
 # ------------------------------------------------------------------------------------------- the real run
@@ -213,12 +215,14 @@ def test_the_run_is_green(run: Run) -> None:
 # ------------------------------------------------------------------------------------------- file names
 def test_report_file_names(run: Run) -> None:
     missing = [name for name in TOP_FILES if not (run.reports / name).is_file()]
+    folders = run.reports / MODELS
     for model in (TINY, SNPE):
-        missing += [f"{model}/{name}" for name in MODEL_FILES if not (run.reports / model / name).is_file()]
+        missing += [f"{MODELS}/{model}/{name}" for name in MODEL_FILES if not (folders / model / name).is_file()]
     snpe_only = (*ACCURACY_FILES, *SNPE_FILES)
-    missing += [f"{SNPE}/{name}" for name in snpe_only if not (run.reports / SNPE / name).is_file()]
+    missing += [f"{MODELS}/{SNPE}/{name}" for name in snpe_only if not (folders / SNPE / name).is_file()]
     assert missing == [], f"documented report files missing from {run.reports}: {missing}"
-    assert list((run.reports / SNPE / "pictures").glob("*.png")), f"{SNPE}/pictures/ holds no side-by-side picture"
+    pictures = run.reports / MODELS / SNPE / "pictures"
+    assert list(pictures.glob("*.png")), f"{SNPE}/pictures/ holds no side-by-side picture"
 
 
 # ------------------------------------------------------------------------------------------- CSV columns
@@ -235,29 +239,29 @@ def test_report_file_names(run: Run) -> None:
 )
 @pytest.mark.parametrize("model", [TINY, SNPE])
 def test_model_csv_columns(run: Run, model: str, name: str, columns: tuple[str, ...]) -> None:
-    path = run.reports / model / name
+    path = run.reports / MODELS / model / name
     assert path.is_file(), f"{path} was not written"
     assert header(path) == columns, f"{path}: documented columns {columns}, found {header(path)}"
 
 
 def test_tensor_map_columns(run: Run) -> None:
-    path = run.reports / SNPE / "tensor_map.csv"
+    path = run.reports / MODELS / SNPE / "tensor_map.csv"
     assert header(path) == TENSOR_MAP_CSV, f"{path}: documented columns {TENSOR_MAP_CSV}, found {header(path)}"
     assert rows(path), f"{path} maps no tensor"
 
 
 def test_csv_rows_carry_the_documented_meaning(run: Run) -> None:
-    layers = rows(run.reports / TINY / "layers.csv")
+    layers = rows(run.reports / MODELS / TINY / "layers.csv")
     assert layers, "layers.csv has no row"
     indices = [int(r["index"]) for r in layers]
     assert indices == sorted(set(indices)), f"layers.csv rows are not in topological order: {indices}"
     assert all(r["cosine_threshold"] and float(r["cosine_threshold"]) == THRESHOLDS[TINY]["cosine"] for r in layers)
-    outputs = {r["output"]: r for r in rows(run.reports / TINY / "outputs.csv")}
+    outputs = {r["output"]: r for r in rows(run.reports / MODELS / TINY / "outputs.csv")}
     assert set(outputs) == {"pred", "pred[boxes]", "pred[scores]"}  # `tensor` or `tensor[slice]`
     for name, row in outputs.items():
         assert float(row["cosine_threshold"]) == THRESHOLDS[TINY]["output_cosine"], name
         assert float(row["sqnr_db_threshold"]) == THRESHOLDS[TINY]["sqnr_db"], name
-    shares = [float(r["share"]) for r in rows(run.reports / TINY / "op_types.csv")]
+    shares = [float(r["share"]) for r in rows(run.reports / MODELS / TINY / "op_types.csv")]
     assert abs(sum(shares) - 1.0) < 1e-3, f"op_types.csv shares sum to {sum(shares)}"
 
 
@@ -278,21 +282,21 @@ def test_summary_csv(run: Run) -> None:
 
 # ------------------------------------------------------------------------------------------- JSON keys
 def test_accuracy_json(run: Run) -> None:
-    data: dict[str, Any] = json.loads((run.reports / SNPE / "accuracy.json").read_text())
+    data: dict[str, Any] = json.loads((run.reports / MODELS / SNPE / "accuracy.json").read_text())
     assert set(data) >= ACCURACY_KEYS, f"accuracy.json lacks {sorted(ACCURACY_KEYS - set(data))}"
     assert data["images"] == 3
     for key in ("reference.ap", "target.ap", "drop.ap", "agreement_ap"):
         assert isinstance(data[key], float), f"accuracy.json {key} = {data[key]!r}"
     assert isinstance(data["reference.per_class_ap"], dict)
     for name in ("detections_reference.json", "detections_target.json"):
-        dets = json.loads((run.reports / SNPE / name).read_text())
+        dets = json.loads((run.reports / MODELS / SNPE / name).read_text())
         assert dets, f"{name} is empty"
         assert all(set(d) == DETECTION_KEYS for d in dets), f"{name}: not COCO results format: {dets[0]}"
 
 
 @pytest.mark.parametrize("model", [TINY, SNPE])
 def test_speed_json(run: Run, model: str) -> None:
-    data: dict[str, Any] = json.loads((run.reports / model / "speed.json").read_text())
+    data: dict[str, Any] = json.loads((run.reports / MODELS / model / "speed.json").read_text())
     assert set(data) >= SPEED_KEYS, f"{model}/speed.json lacks {sorted(SPEED_KEYS - set(data))}"
     for side in ("target", "reference"):
         assert isinstance(data[side], dict), f"{model}/speed.json: {side} = {data[side]!r}"
@@ -312,7 +316,7 @@ def test_junit_properties(run: Run) -> None:
         assert not lacking, f"junit.xml {case.get('name')}: lacks properties {sorted(lacking)}"
         model = str(props["qc_model"])
         assert case.get("name", "").endswith(f"[{model}]"), case.get("name")
-        assert props["qc_model_page"] == f"{model}/index.html"
+        assert props["qc_model_page"] == f"models/{model}/index.html"
         assert (run.reports / str(props["qc_model_page"])).is_file()
         assert props["qc_gate"] in GATES
         per_model.setdefault(model, set()).add(str(props["qc_gate"]))
@@ -332,14 +336,14 @@ def readme_row(first_cell: str) -> str:
 
 def test_readme_table_states_this_contract() -> None:
     """The README table and this module say the same: layers.csv columns literally, and every file name."""
-    listed = tuple(re.findall(r"[a-z_]+", readme_row("`<model>/layers.csv`").split("|")[2]))
+    listed = tuple(re.findall(r"[a-z_]+", readme_row("`models/<model>/layers.csv`").split("|")[2]))
     assert listed == LAYERS_CSV, f"README.md lists layers.csv columns {listed}; the contract is {LAYERS_CSV}"
-    outputs = readme_row("`<model>/outputs.csv`")
+    outputs = readme_row("`models/<model>/outputs.csv`")
     for column in ("cosine_threshold", "sqnr_db_threshold"):
         assert column in outputs, f"README.md: the outputs.csv row does not mention {column}"
     text = README.read_text()
     for name in (*TOP_FILES, *MODEL_FILES, *ACCURACY_FILES, *SNPE_FILES, "pictures/"):
-        assert f"`{name}`" in text or f"`<model>/{name}`" in text or f", {name}`" in text, name
+        assert f"`{name}`" in text or f"`models/<model>/{name}`" in text or f", {name}`" in text, name
 
 
 # ------------------------------------------------------------------------------------------- the dashboard
@@ -364,7 +368,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
         stop(proc)
 
 
-@pytest.mark.parametrize("page", ["index.html", f"{TINY}/index.html", f"{SNPE}/index.html"])
+@pytest.mark.parametrize("page", ["index.html", f"models/{TINY}/index.html", f"models/{SNPE}/index.html"])
 def test_dashboard_of_the_real_run_renders_offline(run: Run, browser: Browser, page: str) -> None:
     loaded = browser.load((run.reports / page).as_uri())
     check_offline(loaded, run.reports)
