@@ -278,9 +278,12 @@ def test_demo_detector_on_its_labelled_photos_scores_the_documented_ap(
     assert result.reference is not None
     assert result.target is not None
     assert result.reference.ap == pytest.approx(0.2284, abs=1e-3)
-    assert abs(result.drop("ap")) < 0.03  # 8-bit activations, float decoding: measured -0.004 (ORT decode-float -0.003)
+    # 8-bit activations, float decoding: measured drop -0.004, agreement 0.893 (deterministic). A "device" that
+    # scales one tensor by 0.8 (FAKE_SNPE_FAULT=perturb=convolutional_13: drop 0.019; perturb=head_13: agreement
+    # 0.862) fails one of the two bounds.
+    assert abs(result.drop("ap")) < 0.01
     assert result.target.num_detections > 0
-    assert 0.8 < result.agreement.ap < 1.0  # quantized, so not identical to the reference (measured 0.893)
+    assert 0.87 < result.agreement.ap < 1.0  # quantized: close to the reference, never identical
     net_runs = [c for c in tool_calls(tmp_path) if c["tool"] == "snpe-net-run"]
     assert [c["inputs"] for c in net_runs] == [4]  # the 4 photos in one call, through SSH
     assert remote_entries(tmp_path / "device") == []
