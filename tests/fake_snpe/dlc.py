@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
-
-from qc.runners.ort import OrtRunner
+import onnx
+import onnxruntime as ort
 
 
 def tf_encoding(lo: float, hi: float, bitwidth: int = 8) -> dict[str, float]:
@@ -44,6 +44,26 @@ def symmetric_encoding(lo: float, hi: float, bitwidth: int = 8) -> dict[str, flo
     }
 
 
+def _expose_all(onnx_path: Path) -> ort.InferenceSession:
+    """A plain onnxruntime session of ``onnx_path`` whose outputs are every node output (intermediates added as
+    graph outputs here, with the types shape inference gives; none of qc's code is used)."""
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
+    graph = model.graph
+    known = {v.name: v for v in [*graph.value_info, *graph.output]}
+    present = {o.name for o in graph.output}
+    for node in graph.node:
+        for name in node.output:
+            if name and name not in present:
+                info = onnx.ValueInfoProto()
+                info.CopyFrom(known.get(name, onnx.ValueInfoProto(name=name)))
+                graph.output.append(info)
+                present.add(name)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
 def build_dlc(
     onnx_path: Path,
     calibration: Iterable[Mapping[str, np.ndarray]],
@@ -57,14 +77,16 @@ def build_dlc(
     min/max, and write ``out``: a zip with ``model.onnx``, ``encodings.json`` (8-bit tf encodings of every tensor
     except ``float_tensors``; signed symmetric ones, dlc-info ``sFxp_8``, for ``symmetric``) and ``tensors.json``
     (ONNX shapes)."""
-    runner = OrtRunner("fake-dlc calibration", onnx_path)
+    session = _expose_all(onnx_path)
+    names = [o.name for o in session.get_outputs()]
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
     shapes: dict[str, list[int]] = {}
     count = 0
     for feed in calibration:
         count += 1
-        values = {**{k: np.asarray(v) for k, v in feed.items()}, **runner.run_all(feed)}
+        outs = session.run(names, {k: np.asarray(v) for k, v in feed.items()})
+        values = {**{k: np.asarray(v) for k, v in feed.items()}, **dict(zip(names, map(np.asarray, outs), strict=True))}
         for name, value in values.items():
             if value.dtype.kind != "f":
                 continue

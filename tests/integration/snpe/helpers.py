@@ -86,38 +86,36 @@ def tiny_yolov6(path: Path, *, seed: int = 0) -> Path:
     return path
 
 
-def coco_annotations(model: Path, images: Path, out: Path, *, per_image: int = 3) -> Path:
-    """A COCO file whose boxes are the reference model's own most confident detections on ``images``: the
-    reference scores a high AP, so the mAP gates measure a real drop of the target (a random model's AP on
-    arbitrary boxes would be 0 on both sides)."""
+# Boxes written by hand (x, y, w, h in pixels of the 96x64 images; COCO ids 1 person, 3 car), not detections of
+# any model: the tiny model is random, so its AP on them is near 0 on both sides and proves nothing; the accuracy
+# figures are checked on the demo detector and its real labels (demo_dlc, test_snpe_target.py).
+HAND_BOXES: dict[int, list[tuple[int, tuple[float, float, float, float]]]] = {
+    1: [(1, (10.0, 8.0, 20.0, 40.0)), (3, (50.0, 30.0, 36.0, 22.0))],
+    2: [(3, (4.0, 20.0, 40.0, 30.0))],
+    3: [(1, (60.0, 4.0, 18.0, 50.0)), (1, (30.0, 10.0, 16.0, 44.0)), (3, (2.0, 40.0, 30.0, 20.0))],
+}
+
+
+def hand_annotations(images: Path, out: Path) -> Path:
+    """A COCO file for the PNG images of ``images`` (sorted; ids 1, 2, ...) with the boxes of ``HAND_BOXES``."""
     from PIL import Image
 
-    from qc.eval.decoders import DecodeSettings, decode_yolov6r2
-    from qc.runners.ort import OrtRunner
-
-    runner = OrtRunner("annotator", model)
-    settings = DecodeSettings.deploy(input_hw=(HEIGHT, WIDTH), num_classes=len(CLASSES), output_names=OUTPUTS)
-    category = {0: 1, 1: 3}  # person, car
     data: dict[str, list[dict[str, object]]] = {
         "images": [],
         "annotations": [],
         "categories": [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}],
     }
-    paths = sorted(images.glob("*.png"))
-    for k, (path, feed) in enumerate(zip(paths, feeds(images), strict=True), 1):
+    for k, path in enumerate(sorted(images.glob("*.png")), 1):
         w, h = Image.open(path).size
         data["images"].append({"id": k, "file_name": path.name, "width": w, "height": h})
-        found = decode_yolov6r2(runner.run(feed), settings)[0]
-        order = np.argsort(-found.scores)[:per_image]
-        for j in order:
-            x1, y1, x2, y2 = (float(v) for v in found.boxes[j])
+        for category, (x, y, bw, bh) in HAND_BOXES[k]:
             data["annotations"].append(
                 {
                     "id": len(data["annotations"]) + 1,
                     "image_id": k,
-                    "category_id": category[int(found.classes[j])],
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "area": (x2 - x1) * (y2 - y1),
+                    "category_id": category,
+                    "bbox": [x, y, bw, bh],
+                    "area": bw * bh,
                     "iscrowd": 0,
                 }
             )
@@ -145,6 +143,37 @@ def make_assets(folder: Path, *, eval_images: int = 3) -> dict[str, Path]:
     model = tiny_yolov6(folder / "model.onnx")
     write_images(folder / "eval", eval_images, seed=3, size=(HEIGHT, WIDTH))
     write_images(folder / "calib", 4, seed=3, size=(HEIGHT, WIDTH))
-    ann = coco_annotations(model, folder / "eval", folder / "eval" / "annotations.json")
+    ann = hand_annotations(folder / "eval", folder / "eval" / "annotations.json")
     dlc = build_dlc(model, list(feeds(folder / "calib")), folder / "model.dlc", graph="tiny-yolov6r2")
     return {"model": model, "dlc": dlc, "eval": folder / "eval", "annotations": ann, "calib": folder / "calib"}
+
+
+# The demo detector (qc assets): YOLOv3-tiny whose graph ends in box decoding (``decode/*`` -> ``yolo_decoded``).
+DEMO_MODEL = "yolov3-tiny-coco.onnx"
+DEMO_PREPROCESS = {"size": [416, 416], "mode": "letterbox", "pad_value": 127.5, "scale": 1 / 255}
+
+
+def demo_feeds(folder: Path) -> Iterator[dict[str, np.ndarray]]:
+    """Every image of ``folder`` preprocessed like models.yaml's demo entries (letterbox 416, pad 127.5, 0..1)."""
+    from PIL import Image
+
+    from qc.config import Preprocess
+    from qc.data.preprocess import preprocess
+
+    settings = Preprocess.model_validate(DEMO_PREPROCESS)
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")):
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        tensor, _ = preprocess(rgb, settings, (416, 416))
+        yield {"images": tensor}
+
+
+def demo_dlc(root: Path, out: Path) -> Path:
+    """A fake DLC of the demo detector calibrated on ``root/calibration``; the box decoding (every tensor of the
+    ``decode/`` nodes and ``yolo_decoded``) stays in float, as a DLC converted with the decoding kept out of
+    quantization would: one 8-bit scale for 0..416 pixels and 0..1 scores would zero the scores."""
+    from tests.fake_snpe.dlc import build_dlc
+
+    model = root / DEMO_MODEL
+    graph = onnx.load(str(model)).graph
+    floats = [o for n in graph.node if n.name.startswith("decode/") for o in n.output]
+    return build_dlc(model, list(demo_feeds(root / "calibration")), out, float_tensors=floats, graph="yolov3-tiny")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -316,16 +317,23 @@ def test_failed_write() -> None:
 
 
 @pytest.mark.parametrize(
-    "parser",
+    ("parser", "message"),
     [
-        parse_throughput,
-        parse_diagview_text,
-        parse_diagview_csv,
-        parse_dlc_info_text,
-        parse_dlc_info_csv,
+        (parse_throughput, "snpe-throughput-net-run: no 'Total throughput:' line found (last line: '')"),
+        (parse_diagview_text, "snpe-diagview: no per-layer times found"),
+        (parse_diagview_csv, "snpe-diagview CSV: no header row with 'Layer Id' found"),
+        (parse_dlc_info_text, "snpe-dlc-info: no layer table (header 'Id | Name | Type | Inputs | Outputs ...') found"),
+        (
+            parse_dlc_info_csv,
+            "snpe-dlc-info CSV: no layer table (header 'Id | Name | Type | Inputs | Outputs ...') found",
+        ),
     ],
+    ids=["throughput", "diagview_text", "diagview_csv", "dlc_info_text", "dlc_info_csv"],
 )
-def test_empty_input_is_a_parse_error(parser: object) -> None:
-    assert callable(parser)
-    with pytest.raises(ParseError):
-        parser("")
+@pytest.mark.parametrize("text", ["", "\n  \n"], ids=["empty", "blank"])
+def test_empty_input_is_a_parse_error(parser: Callable[[str], object], message: str, text: str) -> None:
+    """Empty (or blank) tool output never parses into an empty result: the error names the tool and what it
+    looked for."""
+    with pytest.raises(ParseError) as err:
+        parser(text)
+    assert str(err.value) == message

@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 
 from qc.errors import ParseError
 from qc.snpe.parsers import (
+    DlcInfo,
+    LayerTimes,
+    ThroughputResult,
     parse_diagview_csv,
     parse_diagview_text,
     parse_dlc_info_csv,
@@ -131,9 +134,92 @@ def test_mutated_samples(name: str, file: str, data: st.DataObject) -> None:
     _only_parse_errors(PARSERS[name][0], text)
 
 
+def fingerprint(result: object) -> object:
+    """The parts of a parse result that the sample files state plainly (counts, names, numbers), as literals."""
+    if isinstance(result, ThroughputResult):
+        return (result.total_infs_per_sec, [(t.index, t.runtime, t.infs_per_sec, t.batch) for t in result.threads])
+    if isinstance(result, LayerTimes):
+        rows = [(r.index, r.name, r.time, r.message) for r in result.rows]
+        return (result.unit, result.total, rows)
+    if isinstance(result, DlcInfo):
+        return (
+            result.graph_name,
+            [(layer.id, layer.name, layer.type) for layer in result.layers],
+            [(io.name, io.dims, io.dtype) for io in result.inputs],
+            [(io.name, io.dims, io.dtype) for io in result.outputs],
+            [(io.name, io.dims) for io in result.unconsumed],
+            result.totals.params,
+        )
+    return result
+
+
+YOLOV6N_LAYERS = [
+    (0, "/backbone/stem/block/conv/Conv", "Conv2d"),
+    (1, "/detect/cls_preds.0/Conv", "Conv2d"),
+    (2, "/detect/Sigmoid", "Sigmoid"),
+    (3, "/detect/Div", "Eltwise_Binary"),
+    (4, "/detect/Mul", "Eltwise_Binary"),
+    (5, "/detect/Concat", "Concat"),
+    (6, "/detect/Reshape_dbg", "Reshape"),
+]
+YOLOV6N_IO = (
+    [("images", (1, 288, 512, 3), "uFxp_8")],
+    [("output1_yolov6r2", (1, 36, 64, 85), "uFxp_8")],
+    [("/detect/Reshape_dbg_output_0", (1, 2304, 4))],
+)
+DSP_CYCLES = [162014.0, 91455.0, 20317.0, 9310.0, 15771.0, 1133.0]  # diagview.txt rows 1..6 (row 0: 0 cycles)
+
+# What each sample says, read off the files by hand (tests/unit/snpe/data).
+EXPECTED: dict[str, object] = {
+    "throughput_dsp.txt": (1581.96, [(0, "dsp_fixed8_tf", 1581.96, 1)]),
+    "throughput_two_containers.txt": (1015.50, [(0, "dsp_fixed8_tf", 812.40, 1), (1, "gpu_float16", 203.10, 1)]),
+    "diagview.txt": (
+        "cycles",
+        300000.0,
+        [(0, None, 0.0, None)] + [(i, None, t, None) for i, t in enumerate(DSP_CYCLES, 1)],
+    ),
+    "diagview_cpu.txt": (
+        "us",
+        41510.0,
+        [(0, None, 3.0, None), (1, None, 20111.0, None), (2, None, 15007.0, None), (3, None, 6389.0, None)],
+    ),
+    "diagview_v2.csv": (
+        "cycles",
+        300000.0,
+        [
+            (0, "/backbone/stem/block/conv/Conv", 162014.0, None),
+            (1, "/detect/cls_preds.0/Conv", 91455.0, None),
+            (2, "/detect/Sigmoid", 20317.0, None),
+            (3, "/detect/Div", 9310.0, None),
+            (4, "/detect/Mul", 1133.0, None),
+            (5, "/detect/Concat", 15771.0, None),
+            (6, "/detect/Reshape_dbg", 0.0, "fused, no time"),
+        ],
+    ),
+    "dlc_info_yolov6n.txt": ("yolov6n-r2-288x512", YOLOV6N_LAYERS, *YOLOV6N_IO, 5648),
+    "dlc_info_all_encodings.txt": ("yolov6n-r2-288x512", YOLOV6N_LAYERS, *YOLOV6N_IO, 5312),
+    "dlc_info_yolov6n.csv": ("yolov6n-r2-288x512", YOLOV6N_LAYERS, *YOLOV6N_IO, 5648),
+    "dlc_info_all_encodings.csv": ("yolov6n-r2-288x512", YOLOV6N_LAYERS, *YOLOV6N_IO, 5312),
+    "dlc_info_concat_row.txt": (
+        "yolov6n-coco-640x640",
+        [(238, "/model.24/Concat_3", "Concat")],
+        [],
+        [("output0", (1, 25200, 85), "Float_32")],
+        [],
+        0,
+    ),
+    "net_run_failed_write.txt": "/data/local/tmp/qc-run1/out/Result_0/model.24/Reshape_1_output_0.raw",
+}
+
+
+def test_every_sample_has_an_expectation() -> None:
+    assert sorted(EXPECTED) == sorted(file for _name, file in SAMPLES)
+
+
 @pytest.mark.parametrize(("name", "file"), SAMPLES)
 def test_samples_parse(name: str, file: str) -> None:
-    PARSERS[name][0]((DATA / file).read_text(encoding="utf-8"))
+    result = PARSERS[name][0]((DATA / file).read_text(encoding="utf-8"))
+    assert fingerprint(result) == EXPECTED[file]
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))
