@@ -74,27 +74,21 @@ def _channels_first(output: np.ndarray, layout: Layout, name: str) -> npt.NDArra
     return x
 
 
-def _interp_matrix(
+def _interp_taps(
     n_out: int, n_in: int, scale: float, pad: float, *, extent: int
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-    """Linear interpolation weights (n_out, n_in) mapping network samples to original pixel centres.
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """Linear interpolation taps (low index, high index, high weight) mapping network samples to original pixels.
 
     Original pixel ``x`` (centre ``x + 0.5``) lies at network coordinate ``(x + 0.5) * scale + pad``, i.e. at
-    sample index ``... - 0.5`` of a grid of ``n_in`` samples scaled from ``extent`` network pixels. Also returns
+    sample index ``... - 0.5`` of a grid of ``n_in`` samples spanning ``extent`` network pixels. Also returns
     which original pixels fall inside the network's view (the rest are IGNORE).
     """
     pos = (np.arange(n_out, dtype=np.float64) + 0.5) * scale + pad  # network pixels
     inside = (pos >= 0) & (pos <= extent)
-    src = pos * (n_in / extent) - 0.5
-    src = np.clip(src, 0, n_in - 1)
+    src = np.clip(pos * (n_in / extent) - 0.5, 0, n_in - 1)
     lo = np.floor(src).astype(np.int64)
     hi = np.minimum(lo + 1, n_in - 1)
-    w_hi = (src - lo).astype(np.float32)
-    m = np.zeros((n_out, n_in), np.float32)
-    rows = np.arange(n_out)
-    np.add.at(m, (rows, lo), 1.0 - w_hi)
-    np.add.at(m, (rows, hi), w_hi)
-    return m, inside
+    return lo, hi, (src - lo).astype(np.float32), inside
 
 
 def decode_mask(
@@ -119,9 +113,10 @@ def decode_mask(
         e = np.exp(scores - scores.max(axis=0, keepdims=True))
         scores = e / e.sum(axis=0, keepdims=True)
     # original pixel -> network pixel: net = orig * scale + pad (the Transform's forward direction)
-    my, in_y = _interp_matrix(transform.orig_h, h, transform.scale_y, transform.pad_y, extent=net_hw[0])
-    mx, in_x = _interp_matrix(transform.orig_w, w, transform.scale_x, transform.pad_x, extent=net_hw[1])
-    resampled = np.einsum("yh,chw,xw->cyx", my, scores, mx, optimize=True)
+    ylo, yhi, wy, in_y = _interp_taps(transform.orig_h, h, transform.scale_y, transform.pad_y, extent=net_hw[0])
+    xlo, xhi, wx, in_x = _interp_taps(transform.orig_w, w, transform.scale_x, transform.pad_x, extent=net_hw[1])
+    rows = scores[:, ylo] * (1.0 - wy)[None, :, None] + scores[:, yhi] * wy[None, :, None]
+    resampled = rows[:, :, xlo] * (1.0 - wx) + rows[:, :, xhi] * wx
     if c == 1:
         prob = resampled[0]
         labels = (prob > spec.threshold).astype(np.int32)
@@ -147,13 +142,15 @@ def confusion(gt: Labels, pred: Labels, k: int) -> npt.NDArray[np.int64]:
     """(k, k) confusion matrix, rows = ground truth, columns = prediction; IGNORE pixels on either side skipped."""
     if gt.shape != pred.shape:
         raise DataError(f"mask shapes differ: ground truth {gt.shape}, prediction {pred.shape}.")
-    g = gt.ravel().astype(np.int64)
-    p = pred.ravel().astype(np.int64)
+    g = gt.ravel()
+    p = pred.ravel()
     ok = (g >= 0) & (p >= 0)
-    if (g[ok] >= k).any() or (p[ok] >= k).any():
-        bad = int(max(g[ok].max(initial=0), p[ok].max(initial=0)))
-        raise DataError(f"mask label {bad} is out of range for {k} classes (0..{k - 1}; {IGNORE} or 255 = ignore).")
-    return np.bincount(g[ok] * k + p[ok], minlength=k * k).reshape(k, k)
+    if not ok.all():
+        g, p = g[ok], p[ok]
+    top = int(max(g.max(initial=0), p.max(initial=0)))
+    if top >= k:
+        raise DataError(f"mask label {top} is out of range for {k} classes (0..{k - 1}; {IGNORE} or 255 = ignore).")
+    return np.bincount(g.astype(np.int64) * k + p, minlength=k * k).reshape(k, k)
 
 
 def iou_per_class(cm: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
@@ -180,14 +177,14 @@ def pixel_accuracy(cm: npt.NDArray[np.int64]) -> float:
 
 def erode(mask: npt.NDArray[np.bool_], d: int) -> npt.NDArray[np.bool_]:
     """Binary erosion by a (2d+1) square, outside the image counting as background (as Cheng et al.'s
-    ``cv2.erode`` of a zero-bordered mask)."""
+    ``cv2.erode`` of a zero-bordered mask); separable: a row pass then a column pass of shifted ANDs."""
     h, w = mask.shape
     p = np.pad(mask, d, constant_values=False)
-    rows = np.ones((h + 2 * d, w), bool)
-    for k in range(2 * d + 1):
+    rows = p[:, 0:w].copy()
+    for k in range(1, 2 * d + 1):
         rows &= p[:, k : k + w]
-    out = np.ones((h, w), bool)
-    for k in range(2 * d + 1):
+    out = rows[0:h].copy()
+    for k in range(1, 2 * d + 1):
         out &= rows[k : k + h]
     return out
 
@@ -209,12 +206,15 @@ def boundary_counts(
     scored = gt >= 0
     inter = np.zeros(k, np.int64)
     union = np.zeros(k, np.int64)
-    present = np.union1d(np.unique(gt[scored]), np.unique(pred[scored & (pred >= 0)]))
-    for c in present.tolist():
-        if not 0 <= c < k:
-            continue
-        bg = boundary_band(gt == c, d) & scored
-        bp = boundary_band(pred == c, d) & scored
+    all_scored = bool(scored.all())
+    g, p = (gt.ravel(), pred.ravel()) if all_scored else (gt[scored], pred[scored])
+    present = (np.bincount(g, minlength=k)[:k] > 0) | (np.bincount(p[p >= 0], minlength=k)[:k] > 0)
+    for c in np.flatnonzero(present).tolist():
+        bg = boundary_band(gt == c, d)
+        bp = boundary_band(pred == c, d)
+        if not all_scored:
+            bg &= scored
+            bp &= scored
         inter[c] = int(np.count_nonzero(bg & bp))
         union[c] = int(np.count_nonzero(bg | bp))
     return inter, union
