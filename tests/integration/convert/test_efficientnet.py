@@ -46,7 +46,7 @@ def test_published_accuracy_on_the_foolbox_imagenet_photos(task_assets: TaskAsse
 
 def _conv(x: F32, w: F32, stride: int, pads: tuple[int, int], groups: int) -> F32:
     """A direct (slow, obvious) 2-D convolution: x (C, H, W), w (O, C/groups, k, k), same pads on both axes."""
-    c, h, wd = x.shape
+    _, h, wd = x.shape
     o, cg, k, _ = w.shape
     xp = np.pad(x, ((0, 0), (pads[0], pads[1]), (pads[0], pads[1])))
     oh = (h + pads[0] + pads[1] - k) // stride + 1
@@ -92,7 +92,9 @@ def test_a_stride_two_block_matches_a_plain_numpy_implementation(task_assets: Ta
 def test_every_checkpoint_tensor_is_used_and_symmetric_padding_is_worse(task_assets: TaskAssetPaths) -> None:
     """The converter refuses leftovers; PyTorch-style symmetric padding (the wrong choice here) loses accuracy."""
     sd = load_state_dict(task_assets.efficientnet_checkpoint)
-    assert sum(v.size for k, v in sd.items() if not k.endswith("num_batches_tracked")) == 4_694_024  # parameters and BN statistics
+    assert (
+        sum(v.size for k, v in sd.items() if not k.endswith("num_batches_tracked")) == 4_694_024
+    )  # parameters and BN statistics
     sd_extra = dict(sd)
     sd_extra["_extra.weight"] = np.zeros(3, np.float32)
     with pytest.raises(Exception, match="did not use 1 checkpoint tensors"):
