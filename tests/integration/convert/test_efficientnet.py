@@ -67,7 +67,8 @@ def _bn(x: F32, sd: dict[str, np.ndarray], prefix: str, eps: float = 1e-3) -> F3
     shape = (-1, 1, 1)
     gamma, beta = sd[prefix + ".weight"].reshape(shape), sd[prefix + ".bias"].reshape(shape)
     mean, var = sd[prefix + ".running_mean"].reshape(shape), sd[prefix + ".running_var"].reshape(shape)
-    return ((x - mean) / np.sqrt(var + eps) * gamma + beta).astype(np.float32)
+    out: F32 = ((x - mean) / np.sqrt(var + eps) * gamma + beta).astype(np.float32)
+    return out
 
 
 def test_a_stride_two_block_matches_a_plain_numpy_implementation(task_assets: TaskAssetPaths) -> None:

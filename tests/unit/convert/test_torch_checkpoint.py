@@ -28,7 +28,7 @@ class _Storage:
 
 class _Tensor:
     def __init__(self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
-        self.args = (storage, offset, size, stride, False, OrderedDict())
+        self.args: tuple[Any, ...] = (storage, offset, size, stride, False, OrderedDict())
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (sys.modules["torch._utils"]._rebuild_tensor_v2, self.args)
