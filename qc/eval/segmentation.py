@@ -202,22 +202,35 @@ def boundary_counts(
     gt: Labels, pred: Labels, k: int, ratio: float
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Per-class boundary intersection and union of one image (pixels ignored in ``gt`` excluded)."""
+    return boundary_counts_many(gt, (pred,), k, ratio)[0]
+
+
+def boundary_counts_many(
+    gt: Labels, preds: Sequence[Labels], k: int, ratio: float
+) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+    """``boundary_counts`` of several predictions against one ground truth, eroding the ground truth once."""
     d = boundary_dilation(int(gt.shape[0]), int(gt.shape[1]), ratio)
     scored = gt >= 0
-    inter = np.zeros(k, np.int64)
-    union = np.zeros(k, np.int64)
     all_scored = bool(scored.all())
-    g, p = (gt.ravel(), pred.ravel()) if all_scored else (gt[scored], pred[scored])
-    present = (np.bincount(g, minlength=k)[:k] > 0) | (np.bincount(p[p >= 0], minlength=k)[:k] > 0)
-    for c in np.flatnonzero(present).tolist():
+    g = gt.ravel() if all_scored else gt[scored]
+    present_gt = np.bincount(g, minlength=k)[:k] > 0
+    present = [
+        present_gt | (np.bincount((p.ravel() if all_scored else p[scored]).clip(0), minlength=k)[:k] > 0) for p in preds
+    ]
+    out = [(np.zeros(k, np.int64), np.zeros(k, np.int64)) for _ in preds]
+    for c in np.flatnonzero(np.logical_or.reduce(present)).tolist():
         bg = boundary_band(gt == c, d)
-        bp = boundary_band(pred == c, d)
         if not all_scored:
             bg &= scored
-            bp &= scored
-        inter[c] = int(np.count_nonzero(bg & bp))
-        union[c] = int(np.count_nonzero(bg | bp))
-    return inter, union
+        for (inter, union), pred, pres in zip(out, preds, present, strict=True):
+            if not pres[c]:
+                continue
+            bp = boundary_band(pred == c, d)
+            if not all_scored:
+                bp &= scored
+            inter[c] = int(np.count_nonzero(bg & bp))
+            union[c] = int(np.count_nonzero(bg | bp))
+    return out
 
 
 @dataclass
@@ -315,8 +328,8 @@ class SegmentationAccumulator:
         if gt is not None:
             self.cm_ref += confusion(gt, ref, k)
             self.cm_tgt += confusion(gt, tgt, k)
-            for acc, pred in ((self.b_ref, ref), (self.b_tgt, tgt)):
-                i, u = boundary_counts(gt, pred, k, self.boundary_ratio)
+            counts = boundary_counts_many(gt, (ref, tgt), k, self.boundary_ratio)
+            for acc, (i, u) in zip((self.b_ref, self.b_tgt), counts, strict=True):
                 acc[0] += i
                 acc[1] += u
             self.labelled += 1
