@@ -87,3 +87,25 @@ def test_label_free_result_and_empty() -> None:
         _ = res.top1_drop
     with pytest.raises(MetricError):
         ClassificationAccumulator().result()
+
+
+def test_settings_label_sources(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from qc.eval.classification import ClassificationSettings
+
+    csv_path = tmp_path / "l.csv"
+    csv_path.write_text("file,label\na.png,2\n")
+    by_csv = ClassificationSettings.model_validate({"labels": {"csv": str(csv_path)}}).label_of()
+    assert by_csv is not None
+    assert by_csv("dir/a.png") == 2
+    with pytest.raises(DataError, match="no label for image b.png"):
+        by_csv("b.png")
+    by_name = ClassificationSettings.model_validate({"labels": {"pattern": r"_(\d+)\.jpg$"}}).label_of()
+    assert by_name is not None
+    assert by_name("x_17.jpg") == 17
+    assert ClassificationSettings().label_of() is None
+    with pytest.raises(ValidationError, match="capturing group"):
+        ClassificationSettings.model_validate({"labels": {"pattern": r"\d+"}})
+    with pytest.raises(ValidationError, match="not a regular expression"):
+        ClassificationSettings.model_validate({"labels": {"pattern": "("}})

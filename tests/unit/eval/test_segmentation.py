@@ -190,3 +190,21 @@ def test_triptych_picture(tmp_path: Path) -> None:
     assert tuple(px[24 + 20, third + 12]) == (0, 255, 255)  # reference only
     with pytest.raises(DataError, match="do not match"):
         draw_mask_triptych(image, ref[:10], tgt, out, "x")
+
+
+def test_settings_validate_and_build_the_pieces(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from qc.eval.masks import FolderMasks
+    from qc.eval.segmentation import SegmentationSettings
+
+    s = SegmentationSettings.model_validate(
+        {"kind": "segmentation", "activation": "sigmoid", "threshold": 0.4, "ground_truth": {"folder": str(tmp_path)}}
+    )
+    assert s.decode_spec() == SegDecode(layout="NCHW", activation="sigmoid", threshold=0.4)
+    assert isinstance(s.mask_source(), FolderMasks)
+    assert SegmentationSettings().mask_source() is None
+    with pytest.raises(ValidationError, match="either foreground"):
+        SegmentationSettings.model_validate({"ground_truth": {"annotations": "a.json"}})
+    with pytest.raises(ValidationError):
+        SegmentationSettings.model_validate({"threshold": 2})
