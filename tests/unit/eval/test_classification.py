@@ -99,7 +99,7 @@ def test_settings_label_sources(tmp_path: Path) -> None:
     by_csv = ClassificationSettings.model_validate({"labels": {"csv": str(csv_path)}}).label_of()
     assert by_csv is not None
     assert by_csv("dir/a.png") == 2
-    with pytest.raises(DataError, match="no label for image b.png"):
+    with pytest.raises(DataError, match=r"no label for image b\.png"):
         by_csv("b.png")
     by_name = ClassificationSettings.model_validate({"labels": {"pattern": r"_(\d+)\.jpg$"}}).label_of()
     assert by_name is not None
