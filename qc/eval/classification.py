@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -262,3 +262,15 @@ class ClassificationSettings(Strict):
             pattern = self.labels.pattern
             return lambda name: label_from_name(name, pattern)
         return None
+
+
+def evaluate_classification(
+    settings: ClassificationSettings, items: Iterable[tuple[str, np.ndarray, np.ndarray]]
+) -> ClassificationResult:
+    """Stream ``(image file name, reference output, target output)`` through the accumulator, with labels when
+    configured."""
+    label_of = settings.label_of()
+    acc = ClassificationAccumulator(activation=settings.activation, top=settings.top_k)
+    for name, ref_out, tgt_out in items:
+        acc.add(name, ref_out, tgt_out, label_of(name) if label_of is not None else None)
+    return acc.result()

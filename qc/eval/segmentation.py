@@ -17,7 +17,7 @@ Label masks are int32 arrays with ``IGNORE`` (-1) for pixels that are not scored
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -488,3 +488,29 @@ class SegmentationSettings(Strict):
 
 class MaskSource(Protocol):
     def mask(self, file_name: str) -> Labels: ...
+
+
+def evaluate_segmentation(
+    settings: SegmentationSettings,
+    net_hw: tuple[int, int],
+    items: Iterable[tuple[str, np.ndarray, np.ndarray, Transform]],
+) -> SegmentationResult:
+    """Stream ``(image file name, reference output, target output, transform)`` through decoding and the
+    accumulator; ground truth (when configured) is read per image. The class count is the outputs' channel count
+    (two for one sigmoid channel)."""
+    spec = settings.decode_spec()
+    source = settings.mask_source()
+    acc: SegmentationAccumulator | None = None
+    for name, ref_out, tgt_out, transform in items:
+        ref, _ = decode_mask(ref_out, spec, transform, net_hw, "reference")
+        tgt, _ = decode_mask(tgt_out, spec, transform, net_hw, "target")
+        if acc is None:
+            channels = _channels_first(ref_out, spec.layout, "reference").shape[0]
+            acc = SegmentationAccumulator(num_classes_of(channels), settings.boundary_ratio, settings.pictures)
+        gt = source.mask(name) if source is not None else None
+        if gt is not None and gt.shape != ref.shape:
+            raise DataError(f"{name}: ground-truth mask is {gt.shape}, the image is {ref.shape}.")
+        acc.add(name, ref, tgt, gt)
+    if acc is None:
+        raise MetricError("segmentation metrics are undefined: no image was evaluated.")
+    return acc.result()

@@ -109,3 +109,14 @@ def test_settings_label_sources(tmp_path: Path) -> None:
         ClassificationSettings.model_validate({"labels": {"pattern": r"\d+"}})
     with pytest.raises(ValidationError, match="not a regular expression"):
         ClassificationSettings.model_validate({"labels": {"pattern": "("}})
+
+
+def test_evaluate_classification_with_file_name_labels() -> None:
+    from qc.eval.classification import ClassificationSettings, evaluate_classification
+
+    settings = ClassificationSettings.model_validate({"labels": {"pattern": r"_(\d+)\.png$"}, "top_k": 1})
+    good, bad = np.array([0.0, 5.0, 0.0]), np.array([5.0, 0.0, 0.0])
+    res = evaluate_classification(settings, [("x_1.png", good, good), ("y_1.png", good, bad)])
+    assert res.reference_top1 == pytest.approx(1.0)
+    assert res.target_top1 == pytest.approx(0.5)
+    assert res.top1_agreement == pytest.approx(0.5)

@@ -208,3 +208,22 @@ def test_settings_validate_and_build_the_pieces(tmp_path: Path) -> None:
         SegmentationSettings.model_validate({"ground_truth": {"annotations": "a.json"}})
     with pytest.raises(ValidationError):
         SegmentationSettings.model_validate({"threshold": 2})
+
+
+def test_evaluate_segmentation_streams_with_folder_ground_truth(tmp_path: Path) -> None:
+    from qc.eval.segmentation import SegmentationSettings, evaluate_segmentation
+
+    truth = _blob(60, 80)
+    np.save(tmp_path / "a.npy", truth)
+    np.save(tmp_path / "b.npy", truth)
+    spec = Preprocess(size=(64, 64), mode="letterbox")
+    out, t = _network_view(truth, spec, (64, 64))
+    worse = np.roll(out, 6, axis=3)
+    settings = SegmentationSettings.model_validate({"ground_truth": {"folder": str(tmp_path)}, "pictures": 1})
+    res = evaluate_segmentation(settings, (64, 64), [("a.jpg", out, out, t), ("b.jpg", out, worse, t)])
+    assert res.images == 2
+    assert res.num_classes == 2
+    assert res.worst[0][1] == "b.jpg"
+    assert res.miou_drop > 0
+    with pytest.raises(MetricError):
+        evaluate_segmentation(settings, (64, 64), [])
