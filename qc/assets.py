@@ -479,7 +479,7 @@ TASK_MEMBERS: tuple[tuple[str, str, str, str], ...] = (
     *(("foolbox", f"foolbox/data/{n}", f"imagenet/images/{n}", sha) for n, sha in FOOLBOX_IMAGENET.items()),
 )
 
-TASK_CONVERTER_VERSION = "1"
+TASK_CONVERTER_VERSION = "2"
 EFFICIENTNET_FILE = "imagenet/efficientnet-lite0.onnx"
 SEGMENTATION_ANNOTATIONS = "segmentation/annotations.json"
 ORIENTATION_LABELS = "orientation/labels.csv"

@@ -10,7 +10,7 @@ Batch norm folds into the preceding convolution. ``padding="same"`` is TensorFlo
 input size (for stride 2 on an even size: one pixel less before than after), as the EfficientNet-PyTorch port
 uses with a static image size; ``"symmetric"`` is PyTorch's ``kernel // 2`` on both sides. Lite models use ReLU6
 and no squeeze-and-excite; full EfficientNets use swish and SE: both are built from what the checkpoint holds.
-The graph's output is the classifier's logits ``(N, classes)``.
+The graph's output is the classifier's logits ``(N, classes)``; the classifier is a 1x1 Conv on the pooled map.
 """
 
 from __future__ import annotations
@@ -202,10 +202,12 @@ def build_efficientnet(
     x, size = b.conv_bn(x, size, "_conv_head", "_bn1", 1, 1, "head")
     x = b.activation(x, "head_act")
     x = b.node("GlobalAveragePool", [x], "pool")
-    x = b.node("Flatten", [x], "flat", axis=1)
     fc_w, fc_b = sd["_fc.weight"], sd["_fc.bias"]
     b.used.update({"_fc.weight", "_fc.bias"})
-    b.node("Gemm", [x, b.const("fc.weight", fc_w), b.const("fc.bias", fc_b)], output_name, name="fc", transB=1)
+    # the classifier as a 1x1 Conv on the pooled 1x1 map (accelerators run it as a conv; a Gemm is a MatMul)
+    w4 = fc_w.reshape(*fc_w.shape, 1, 1)
+    x = b.node("Conv", [x, b.const("fc.weight", w4), b.const("fc.bias", fc_b)], "fc", kernel_shape=[1, 1])
+    b.node("Flatten", [x], output_name, name="flatten", axis=1)
     unused = sorted(set(sd) - b.used - {k for k in sd if k.endswith("num_batches_tracked")})
     if unused:
         raise ModelError(f"the converter did not use {len(unused)} checkpoint tensors: {unused[:5]}.")
