@@ -173,7 +173,7 @@ def quantize_int8(
     model = onnx.load(str(reference))
     model, note = upgrade_opset(model, settings, entry)
     if note is not None:
-        log.warning("%s: %s", entry, note)
+        log.info("%s: %s", entry, note)
         if notes is not None:
             notes.append(note)
     exclude = float_node_names(model, settings, entry)
