@@ -155,8 +155,15 @@ class Preprocess(Strict):
     size: tuple[int, int] | None = Field(
         default=None, description="(height, width); required when the model's input dims are dynamic."
     )
-    mode: Literal["letterbox", "resize"] = "letterbox"
+    mode: Literal["letterbox", "resize", "center_crop"] = "letterbox"
     pad_value: float = Field(default=114.0, ge=0, le=255, description="Letterbox padding, in 0..255 pixels.")
+    resize_short: int | None = Field(
+        default=None,
+        gt=0,
+        description="center_crop: the shorter side is resized to this, then the centre is cropped to size "
+        "(default: the larger of size / 0.875, as in ImageNet's resize 256 + crop 224).",
+    )
+    interpolation: Literal["bilinear", "bicubic", "lanczos"] = "bilinear"
     channel_order: Literal["RGB", "BGR"] = "RGB"
     scale: float = Field(default=1.0 / 255.0, gt=0)
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -170,6 +177,16 @@ class Preprocess(Strict):
         if any(s <= 0 for s in v):
             raise ValueError(f"every std value must be > 0, found {list(v)}")
         return v
+
+    @model_validator(mode="after")
+    def _crop_settings(self) -> Preprocess:
+        if self.resize_short is not None and self.mode != "center_crop":
+            raise ValueError(f"resize_short applies to mode center_crop only, found mode {self.mode!r}")
+        if self.resize_short is not None and self.size is not None and self.resize_short < min(self.size):
+            raise ValueError(
+                f"resize_short ({self.resize_short}) must be at least the crop's shorter side ({min(self.size)})"
+            )
+        return self
 
     @field_validator("size")
     @classmethod

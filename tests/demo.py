@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qc.assets import AssetBuilder, AssetPaths
+from qc.assets import AssetBuilder, AssetPaths, TaskAssetPaths
 from qc.errors import DataError
 
 
@@ -15,3 +15,9 @@ def demo_assets() -> AssetPaths:
         return AssetBuilder().build()
     except DataError as exc:
         pytest.fail(f"demo assets are unavailable: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def task_assets(demo_assets: AssetPaths) -> TaskAssetPaths:
+    """The segmentation and classification demo assets (built with the detector's by AssetBuilder.build)."""
+    return TaskAssetPaths(demo_assets.root)

@@ -32,20 +32,44 @@ class Transform:
         return out
 
 
+_RESAMPLE = {"bilinear": 2, "bicubic": 3, "lanczos": 1}  # PIL.Image.Resampling values
+
+
 def resize_image(
-    rgb: np.ndarray, size_hw: tuple[int, int], mode: str, pad_value: float
+    rgb: np.ndarray,
+    size_hw: tuple[int, int],
+    mode: str,
+    pad_value: float,
+    *,
+    resize_short: int | None = None,
+    interpolation: str = "bilinear",
 ) -> tuple[np.ndarray, Transform]:
-    """Letterbox (keep aspect, centre, pad) or plain resize an (H, W, 3) uint8 image to ``size_hw``."""
+    """Letterbox (keep aspect, centre, pad), plain resize, or resize the shorter side and crop the centre.
+
+    ``rgb`` is an (H, W, 3) uint8 image; the result is ``size_hw`` float32 pixels and the Transform mapping
+    network pixels back to the original image (a centre crop is a negative pad).
+    """
     from PIL import Image
 
+    resample = Image.Resampling(_RESAMPLE[interpolation])
     h, w = rgb.shape[:2]
     th, tw = size_hw
     if mode == "resize":
-        out = np.asarray(Image.fromarray(rgb).resize((tw, th), Image.Resampling.BILINEAR), dtype=np.float32)
+        out = np.asarray(Image.fromarray(rgb).resize((tw, th), resample), dtype=np.float32)
         return out, Transform(tw / w, th / h, 0.0, 0.0, w, h)
+    if mode == "center_crop":
+        short = resize_short if resize_short is not None else max(round(th / 0.875), round(tw / 0.875))
+        ratio = short / min(w, h)
+        nw, nh = max(tw, round(w * ratio)), max(th, round(h * ratio))
+        resized = np.asarray(Image.fromarray(rgb).resize((nw, nh), resample), dtype=np.float32)
+        left, top = (nw - tw) // 2, (nh - th) // 2
+        out = np.ascontiguousarray(resized[top : top + th, left : left + tw])
+        return out, Transform(nw / w, nh / h, float(-left), float(-top), w, h)
+    if mode != "letterbox":
+        raise DataError(f"preprocess.mode: expected letterbox, resize or center_crop, found {mode!r}.")
     scale = min(tw / w, th / h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    resized = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.Resampling.BILINEAR), dtype=np.float32)
+    resized = np.asarray(Image.fromarray(rgb).resize((nw, nh), resample), dtype=np.float32)
     canvas = np.full((th, tw, 3), pad_value, dtype=np.float32)
     px, py = (tw - nw) // 2, (th - nh) // 2
     canvas[py : py + nh, px : px + nw] = resized
@@ -54,7 +78,9 @@ def resize_image(
 
 def preprocess(rgb: np.ndarray, spec: Preprocess, size_hw: tuple[int, int]) -> tuple[np.ndarray, Transform]:
     """Turn one RGB uint8 image into a batch-of-one input tensor and the transform to invert boxes."""
-    pixels, transform = resize_image(rgb, size_hw, spec.mode, spec.pad_value)
+    pixels, transform = resize_image(
+        rgb, size_hw, spec.mode, spec.pad_value, resize_short=spec.resize_short, interpolation=spec.interpolation
+    )
     if spec.channel_order == "BGR":
         pixels = pixels[..., ::-1]
     if spec.dtype == "uint8":

@@ -227,6 +227,48 @@ def rename_clashing_initializers(model: Any) -> list[tuple[str, str]]:
     return sorted(renames.items())
 
 
+def model_opset(model: Any) -> int:
+    """The default-domain (ai.onnx) opset a model imports; 0 when it imports none."""
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
+def required_opset(settings: QuantSettings) -> int:
+    """The lowest default-domain opset the QDQ quantization of ``settings`` is valid in.
+
+    Per-channel weights need DequantizeLinear's ``axis`` (opset 13); per-tensor QDQ needs QuantizeLinear (10).
+    onnxruntime does not upgrade for the per-channel case by itself: it writes ``axis`` into an opset-11 graph,
+    which no runtime then loads.
+    """
+    return 13 if settings.per_channel else 10
+
+
+def upgrade_opset(model: Any, settings: QuantSettings, entry: str) -> tuple[Any, str | None]:
+    """Convert ``model`` with onnx.version_converter when its opset is below what quantization needs.
+
+    Returns the model to quantize and a note for the run's settings (None when nothing was changed).
+    """
+    import onnx
+    from onnx import version_converter
+
+    have, need = model_opset(model), required_opset(settings)
+    if have >= need:
+        return model, None
+    try:
+        converted = version_converter.convert_version(model, need)
+        onnx.checker.check_model(converted)
+    except Exception as exc:
+        raise ModelError(
+            f"{entry}: the reference imports opset {have}, below the {need} that "
+            f"{'per-channel ' if settings.per_channel else ''}quantization needs, and onnx.version_converter "
+            f"cannot convert it: {exc}"
+        ) from None
+    note = (
+        f"reference converted from opset {have} to {need} with onnx.version_converter before quantization "
+        f"({'per-channel weights need DequantizeLinear axis' if settings.per_channel else 'QDQ needs opset 10'})"
+    )
+    return converted, note
+
+
 def quantize_int8(
     reference: Path,
     settings: QuantSettings,
@@ -245,7 +287,8 @@ def quantize_int8(
 
     ``notes`` receives one line per transformation applied on the way (pre-processing, bias bit width), for the
     run's settings. ``extra_options`` are merged last into onnxruntime's ``extra_options`` (a backend's own
-    overrides, for example the QNN EP's, computed from the same settings).
+    overrides, for example the QNN EP's, computed from the same settings). A reference whose opset is below what the
+    settings need is converted first (``upgrade_opset``); the note saying so is appended to ``notes`` and logged.
     """
     with progress.task(entry, "quantize", 3) as stage:
         return _quantize_int8(
@@ -274,6 +317,11 @@ def _quantize_int8(
     )
 
     model = onnx.load(str(reference))
+    model, note = upgrade_opset(model, settings, entry)
+    if note is not None:
+        log.info("%s: %s", entry, note)
+        if notes is not None:
+            notes.append(note)
     exclude = float_node_names(model, settings, entry)
     renamed = rename_clashing_initializers(model)
     if renamed:
@@ -282,7 +330,7 @@ def _quantize_int8(
     applied = [pre] if pre else []
     op_types = sorted({n.op_type for n in model.graph.node} - set(settings.float_op_types) - {"Constant"})
     method = CalibrationMethod.Percentile if settings.activation_quantizer == "enhanced" else CalibrationMethod.MinMax
-    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    opset = model_opset(model)
     extra: dict[str, Any] = {
         "ActivationSymmetric": settings.activation_quantizer == "symmetric",
         "WeightSymmetric": True,

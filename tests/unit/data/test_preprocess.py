@@ -43,3 +43,35 @@ def test_bgr_normalisation_and_uint8() -> None:
     u, _ = preprocess(img, Preprocess(mode="resize", dtype="uint8"), (4, 4))
     assert u.dtype == np.uint8
     assert u[0, 0].max() == 255
+
+
+def test_center_crop_resizes_the_short_side_and_inverts_as_a_negative_pad() -> None:
+    spec = Preprocess(size=(224, 224), mode="center_crop", resize_short=256)
+    img = _image(300, 600)
+    x, t = preprocess(img, spec, (224, 224))
+    assert x.shape == (1, 3, 224, 224)
+    # 300x600 -> 256x512, crop offset (144, 16)
+    assert (t.scale_x, t.scale_y) == (512 / 600, 256 / 300)
+    assert (t.pad_x, t.pad_y) == (-144.0, -16.0)
+    corners = t.to_original(np.array([[0.0, 0.0, 224.0, 224.0]], np.float32))
+    assert np.allclose(corners, [[144 * 600 / 512, 16 * 300 / 256, 368 * 600 / 512, 240 * 300 / 256]], atol=1e-3)
+    # the crop is the centre of the resized image, pixel for pixel
+    from PIL import Image
+
+    full = np.asarray(Image.fromarray(img).resize((512, 256), Image.Resampling.BILINEAR), np.float32)
+    assert np.allclose(x[0].transpose(1, 2, 0), full[16:240, 144:368] / 255.0, atol=1e-6)
+
+
+def test_center_crop_default_short_side_and_lanczos() -> None:
+    spec = Preprocess(size=(224, 224), mode="center_crop", interpolation="lanczos", scale=1.0)
+    x, t = preprocess(_image(256, 256), spec, (224, 224))
+    assert t.scale_x == pytest.approx(256 / 256)  # default short side round(224 / 0.875) = 256
+    assert (t.pad_x, t.pad_y) == (-16.0, -16.0)
+    assert x.max() <= 255.0
+
+
+def test_resize_short_is_only_for_center_crop_and_not_below_the_crop() -> None:
+    with pytest.raises(ValueError, match="resize_short applies to mode center_crop"):
+        Preprocess(mode="resize", resize_short=256)
+    with pytest.raises(ValueError, match="must be at least the crop"):
+        Preprocess(size=(224, 224), mode="center_crop", resize_short=200)
