@@ -25,6 +25,7 @@ from qc.data.preprocess import Transform, preprocess
 from qc.errors import ConfigError, ModelError
 from qc.runners.base import GraphTensors, Runner
 from qc.runners.ort import OrtRunner
+from qc.targets.base import finish_comparison
 
 if TYPE_CHECKING:
     from qc.targets.base import Target
@@ -171,6 +172,8 @@ class ModelStages:
             with target.session():
                 result = compare_stream(self.spec.name, self.reference, runner, matches, feeds, self.spec.outputs)
             result.notes.append(target.comparison_note())
+            finish_comparison(target, folder)
+            self._copy_artifacts(folder)
             self.ctx.cache.save_json("comparison", key, result.to_json())
             return result
 
@@ -231,7 +234,7 @@ class ModelStages:
             self._target.close()
 
 
-TARGET_ARTIFACTS = ("tensor_map.csv",)
+TARGET_ARTIFACTS = ("tensor_map.csv", "htp_split.csv", "htp_split.json")
 """Files a target may write beside its cached comparison; each is copied into the model's report folder."""
 
 
