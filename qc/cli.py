@@ -13,6 +13,7 @@ from qc.diagnose.cli import add_parser as add_diagnose_parser
 from qc.errors import QcError
 from qc.pipeline import ModelStages
 from qc.snpe.cli import add_parser as add_hostsim_parser
+from qc.targets.export import add_parser as add_export_parser
 
 
 def _cmd_assets(args: argparse.Namespace) -> int:
@@ -219,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_history)
     add_diagnose_parser(sub)
     add_hostsim_parser(sub)
+    add_export_parser(sub)
     return parser
 
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from qc.graph.lint import Finding
     from qc.graph.view import GraphView
     from qc.pipeline import ModelStages
+    from qc.qnn.context import ContextBinary
     from qc.qnn.runner import HtpRunner
     from qc.qnn.session import HtpOptions
     from qc.speed import LatencyStats
@@ -248,6 +249,12 @@ class QnnHtp:
             "device": "qnn-htp runs Qualcomm's HTP simulator on this host; no device is involved",
             ESTIMATE_SOURCE: "set target.htp_clock_mhz to your device's documented HTP clock (qc assumes none)",
         }
+
+    def export_context_binary(self, out: Path) -> ContextBinary:
+        """The HTP context binary of the deployed graph for the configured SoC (``qc export --context-binary``)."""
+        from qc.qnn.context import export_context_binary
+
+        return export_context_binary(self.runner().model_path(), out, self.options(), entry=self.spec.name)
 
     # -- the rest -------------------------------------------------------------------------------------------
     def onnx_model(self) -> Path | None:
