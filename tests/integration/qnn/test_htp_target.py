@@ -65,7 +65,8 @@ def test_comparison_on_htp_reports_exposure_and_writes_the_error_split(project: 
         stages.close()
     assert result.images == 2
     compared = {row.tensor: row for row in result.layers}
-    assert "relu1" in compared and "pred" in compared
+    assert "relu1" in compared
+    assert "pred" in compared
     assert all(0.5 < row.metrics.cosine_mean <= 1.0 for row in result.layers)
     # onnxruntime's quantizer fuses Conv + Relu (no QDQ pair on the Conv's output): unmatched, with the reason
     assert {u.tensor: u.reason for u in result.unmatched} == {
@@ -104,7 +105,7 @@ def test_layer_times_are_htp_cycles_with_transfers_apart(project: Path, tmp_path
         assert set(figures) == {"host-wall"}  # no documented clock: no estimate
         assert gated_figure(stages.spec, target, figures) is stats  # no FPS threshold: reported, nothing gated
         gated = stages.spec.model_copy(update={"thresholds": stages.spec.thresholds.model_copy(update={"min_fps": 1})})
-        with pytest.raises(ConfigError, match="min_fps/min_fps_ratio need speed.fps_source for target kind 'qnn-htp'"):
+        with pytest.raises(ConfigError, match=r"min_fps/min_fps_ratio need speed.fps_source for target kind 'qnn-htp'"):
             gated_figure(gated, target, figures)
         asks = gated.model_copy(update={"speed": gated.speed.model_copy(update={"fps_source": "htp-cycles-estimate"})})
         with pytest.raises(ConfigError, match="htp_clock_mhz"):
@@ -121,7 +122,8 @@ def test_a_documented_clock_gives_a_labelled_estimate(project: Path, tmp_path: P
         runner = stages.target()
         assert isinstance(runner, HtpRunner)
         runner.layer_times(stages.first_feed(), runs=1)
-        assert runner.profile is not None and runner.profile.accelerator_cycles
+        assert runner.profile is not None
+        assert runner.profile.accelerator_cycles
         target = stages.target_impl()
         stats = runner.speed(stages.first_feed(), rounds=1, warmup=0)
         figures = speed_figures(target, stats)
@@ -159,7 +161,8 @@ def test_export_context_binary_runs_back_with_identical_outputs(project: Path, t
 
     out = tmp_path / "ctx" / "tiny.bin"
     assert main(["export", "tiny-htp", "--models", str(project), "--context-binary", str(out)]) == 0
-    assert out.is_file() and out.with_suffix(".onnx").is_file()
+    assert out.is_file()
+    assert out.with_suffix(".onnx").is_file()
     stages = _stages(project, "tiny-htp", tmp_path)
     try:
         feed = stages.first_feed()

@@ -80,12 +80,12 @@ def test_min_fps_gates_the_chosen_source_and_fails_clearly_without_it() -> None:
     assert timed_fps_source(DeviceTarget()) == "device"  # type: ignore[arg-type]
     assert gated_figure(spec, host, speed_figures(host, wall)) is wall  # the default: the timed figure
     asks_device = spec.model_copy(update={"speed": SpeedSettings(fps_source="device")})
-    with pytest.raises(ConfigError, match="speed.fps_source 'device' is not available for target kind 'ort-int8'"):
+    with pytest.raises(ConfigError, match=r"speed\.fps_source 'device' is not available for target kind 'ort-int8'"):
         gated_figure(asks_device, host, speed_figures(host, wall))
 
     sim: Any = SimulatorTarget({})
     figures = speed_figures(sim, wall)
-    with pytest.raises(ConfigError, match="min_fps/min_fps_ratio need speed.fps_source for target kind 'qnn-htp'"):
+    with pytest.raises(ConfigError, match=r"min_fps/min_fps_ratio need speed.fps_source for target kind 'qnn-htp'"):
         gated_figure(spec, sim, figures)
     estimate_spec = spec.model_copy(update={"speed": SpeedSettings(fps_source="htp-cycles-estimate")})
     with pytest.raises(ConfigError, match=r"not available .*\(set target.htp_clock_mhz\)"):
@@ -148,7 +148,8 @@ def test_model_page_shows_the_error_split_only_when_written(tmp_path: Path) -> N
     (other / "layers.csv").write_text("index,tensor,op_type\n")
     write_dashboard(tmp_path / "reports", settings={})
     page = (folder / "index.html").read_text(encoding="utf-8")
-    assert 'id="split"' in page and "Quantization vs runtime error" in page
+    assert 'id="split"' in page
+    assert "Quantization vs runtime error" in page
     assert "conv_13" in page
     assert ">-1.5<" in page  # quant - runtime SQNR
     assert "Mean SQNR per tensor" in page
@@ -171,9 +172,9 @@ def test_export_needs_a_target_with_a_context_binary(tmp_path: Path) -> None:
 
 
 def test_a_missing_backend_is_named_when_the_target_is_built(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import qc.qnn.session as session
     from qc.cache import StageCache
     from qc.pipeline import Context, ModelStages
+    from qc.qnn import session
     from qc.qnn.session import HtpUnavailableError
     from qc.targets.qnn_htp import QnnHtp
 
