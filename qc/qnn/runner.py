@@ -141,6 +141,8 @@ class HtpRunner:
     """
 
     batch_size = 1
+    timing_source = WALL_SOURCE
+    """What a wall-clock timing of :meth:`run` measures (the fps test labels pytest-benchmark's figure with it)."""
 
     def __init__(self, name: str, model: Path, options: HtpOptions, *, workdir: Path, entry: str) -> None:
         self.name = name

@@ -239,7 +239,8 @@ class QnnHtp:
         latency_ms = cycles / (clock * 1e3)
         source = (
             f"{ESTIMATE_SOURCE}: an estimate, {cycles:.0f} accelerator cycles (QNN profile, mean of {profile.runs} "
-            f"run(s)) / htp_clock_mhz {clock:g}; not a measurement"
+            f"run(s)) / htp_clock_mhz {clock:g}; not a measurement: the simulator's cycle counts vary with the "
+            "host's load (compare shares, not absolute cycles)"
         )
         return {ESTIMATE_SOURCE: LatencyStats(1000.0 / latency_ms, *(latency_ms,) * 4, profile.runs, source)}
 

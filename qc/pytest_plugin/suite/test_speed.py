@@ -43,7 +43,8 @@ def test_fps(
         timer = cast(Any, benchmark)  # pytest-benchmark's pedantic() is untyped
         timer.pedantic(runner.run, args=(speed_feed,), rounds=settings.rounds, warmup_rounds=settings.warmup)
         if benchmark.stats is not None:
-            stats = LatencyStats.from_seconds(benchmark.stats.stats.data, "onnxruntime CPU via pytest-benchmark")
+            what = getattr(runner, "timing_source", None) or "onnxruntime CPU"  # what the wall time measures
+            stats = LatencyStats.from_seconds(benchmark.stats.stats.data, f"{what} via pytest-benchmark")
     if stats is None:  # timed where the model runs (a device tool), or --benchmark-disable: the runner times it
         stats = runner.speed(speed_feed, rounds=settings.rounds, warmup=settings.warmup)
     profile = cast(LayerProfile, request.getfixturevalue("target_layer_times"))
