@@ -16,6 +16,7 @@ from qc.pipeline import ModelStages
 from qc.report.merge import add_parser as add_merge_parser
 from qc.report.paths import model_dir
 from qc.snpe.cli import add_parser as add_hostsim_parser
+from qc.targets.export import add_parser as add_export_parser
 
 
 def _cmd_assets(args: argparse.Namespace) -> int:
@@ -229,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_diagnose_parser(sub)
     add_hostsim_parser(sub)
     add_merge_parser(sub)
+    add_export_parser(sub)
     return parser
 
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
@@ -83,7 +83,39 @@ class SnpeTarget(Strict):
     keep_on_failure: bool = Field(default=False, description="Keep the device run folder when a stage fails.")
 
 
-Target = Annotated[OrtInt8Target | OnnxTarget | SnpeTarget, Field(discriminator="kind")]
+# QNN's SoC table (Qnn_SocModel_t in QNN's QnnTypes.h): QNN_SOC_MODEL_QCS8550 = 66, the IoT sibling of
+# SM8550 (= 43); both are Hexagon v73 parts with 8 MB of VTCM. The RVC4 is a QCS8550.
+RVC4_SOC_MODEL: Final = 66
+RVC4_HTP_ARCH: Final = 73
+
+
+class QnnHtpTarget(QuantSettings):
+    """The reference quantized on the host (QDQ, SNPE-named settings) and run on Qualcomm's HTP backend
+    (the simulator that ships with ``onnxruntime-qnn``), CPU fallback disabled."""
+
+    kind: Literal["qnn-htp"]
+    precision: Literal["quantized", "fp16"] = Field(
+        default="quantized",
+        description="quantized: the QDQ model from the quantization settings; fp16: the FP32 reference in HTP fp16.",
+    )
+    htp_arch: Literal[68, 69, 73, 75, 79, 81] = Field(
+        default=RVC4_HTP_ARCH, description="Hexagon HTP architecture (RVC4: v73)."
+    )
+    soc_model: int = Field(
+        default=RVC4_SOC_MODEL, ge=1, description="QNN SoC model number (QNN's SoC table; RVC4's QCS8550: 66)."
+    )
+    profiling: Literal["off", "basic", "detailed"] = Field(
+        default="detailed", description="QNN profiling level of the timed run."
+    )
+    htp_clock_mhz: float | None = Field(
+        default=None,
+        gt=0,
+        description="The HTP clock of your device, from its documentation: turns the simulator's cycles into an "
+        "FPS estimate (speed.fps_source: htp-cycles-estimate). qc knows no documented clock and never assumes one.",
+    )
+
+
+Target = Annotated[OrtInt8Target | OnnxTarget | SnpeTarget | QnnHtpTarget, Field(discriminator="kind")]
 
 
 class SshAuth(Strict):
@@ -270,6 +302,12 @@ class SpeedSettings(Strict):
     rounds: int = Field(default=30, gt=0, description="Timed runs (pytest-benchmark rounds).")
     warmup: int = Field(default=3, ge=0)
     profile_runs: int = Field(default=10, gt=0, description="Profiled runs for per-layer time (separate session).")
+    fps_source: Literal["host-wall", "htp-cycles-estimate", "device"] | None = Field(
+        default=None,
+        description="Which throughput figure min_fps/min_fps_ratio gate: host-wall (wall time in this process), "
+        "htp-cycles-estimate (HTP cycles / target.htp_clock_mhz), device (timed on the device). Default: the "
+        "target's own figure; a simulator target (qnn-htp) has none and needs it set.",
+    )
 
 
 class LintSettings(Strict):
@@ -418,6 +456,8 @@ class ModelSpec(Strict):
     def _calibration_needed(self) -> ModelSpec:
         if isinstance(self.target, OrtInt8Target) and self.calibration is None:
             raise ValueError("target kind 'ort-int8' needs a 'calibration' image set")
+        if isinstance(self.target, QnnHtpTarget) and self.target.precision == "quantized" and self.calibration is None:
+            raise ValueError("target kind 'qnn-htp' (precision quantized) needs a 'calibration' image set")
         if self.gates is not None:
             kind = self.task.kind if self.task is not None else None
             foreign = [g for g in self.gates if gate_info(g).task not in (None, kind)]

@@ -26,6 +26,7 @@ from qc.data.preprocess import Transform, preprocess
 from qc.errors import ConfigError, ModelError
 from qc.runners.base import GraphTensors, Runner
 from qc.runners.ort import OrtRunner
+from qc.targets.base import finish_comparison
 
 if TYPE_CHECKING:
     from qc.targets.base import Target
@@ -172,6 +173,8 @@ class ModelStages:
             with target.session(), progress.task(self.spec.name, "compare", len(self.eval_images())) as bar:
                 result = compare_stream(self.spec.name, self.reference, runner, matches, feeds, self.spec.outputs, bar)
             result.notes.append(target.comparison_note())
+            finish_comparison(target, folder)
+            self._copy_artifacts(folder)
             self.ctx.cache.save_json("comparison", key, result.to_json())
             return result
 
@@ -234,7 +237,7 @@ class ModelStages:
             self._target.close()
 
 
-TARGET_ARTIFACTS = ("tensor_map.csv",)
+TARGET_ARTIFACTS = ("tensor_map.csv", "htp_split.csv", "htp_split.json")
 """Files a target may write beside its cached comparison; each is copied into the model's report folder."""
 
 

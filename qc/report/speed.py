@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,7 +25,11 @@ def write_speed(
     *,
     profiling_overhead: float | None = None,
     io: Sequence[LayerTimeRow] = (),
+    figures: Mapping[str, LatencyStats] | None = None,
+    gated_source: str | None = None,
 ) -> list[Path]:
+    """``figures``: every throughput figure by source (``host-wall``, ``device``, ``htp-cycles-estimate``), each
+    written with its ``source``; ``gated_source`` is the one ``speed.fps_source`` chose (None: the default)."""
     folder.mkdir(parents=True, exist_ok=True)
     unit = layers[0].unit if layers else ""
     data = {
@@ -40,6 +44,13 @@ def write_speed(
         "io_share_of_profile": sum(r.share for r in io) if io else None,
         "note": "FPS and latency come from timed runs without profiling; layer times from a separate profiled run.",
     }
+    if figures is not None:
+        data["figures"] = {
+            source: {**stats.to_json(), "source": source, "detail": stats.source, "estimate": "estimate" in source}
+            for source, stats in figures.items()
+        }
+        data["fps_source"] = gated_source
+        data["layer_times_source"] = f"profiled run, unit {unit or 'none'}"
     write_json(folder / "speed.json", data)
     atomic_write_text(folder / "layer_times.csv", to_csv(LAYER_TIME_COLUMNS, [asdict(r) for r in layers]))
     ops = [

@@ -21,6 +21,7 @@ TARGETS: dict[str, str] = {
     "ort-int8": "qc.targets.ort_int8:OrtInt8",
     "onnx": "qc.targets.onnx:Onnx",
     "snpe": "qc.targets.snpe:Snpe",
+    "qnn-htp": "qc.targets.qnn_htp:QnnHtp",
 }
 """Target kind (``target.kind`` in models.yaml) -> ``module:class`` of its implementation."""
 

@@ -7,12 +7,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
+from qc.errors import ConfigError
+
 if TYPE_CHECKING:
     from qc.compare.matching import TensorMatch
-    from qc.config import QuantSettings
+    from qc.config import ModelSpec, QuantSettings
+    from qc.graph.lint import Finding
     from qc.graph.view import GraphView
     from qc.pipeline import ModelStages
     from qc.runners.base import Runner
+    from qc.speed import LatencyStats
 
 SpeedSource = Literal["host", "runner"]
 """``host``: pytest-benchmark times ``runner.run`` in this process; ``runner``: ``runner.speed`` measures it where
@@ -93,3 +97,69 @@ def onnx_reference_view(stages: ModelStages) -> GraphView:
     from qc.graph.view import view_from_onnx
 
     return view_from_onnx(onnx.load(str(stages.spec.reference)))
+
+
+# -- optional hooks ------------------------------------------------------------------------------------------------
+# A target kind may define these methods; the callers below give the default when it does not.
+#   finish_comparison(folder) -> None: write files from the comparison pass into its cache folder (TARGET_ARTIFACTS)
+#   lint_findings() -> list[Finding]: findings of its own beside the lint rules' (e.g. nodes the runtime refuses)
+#   default_fps_source: ClassVar[str | None]: the figure min_fps gates when speed.fps_source is unset (None: the
+#     user must choose); default: the timed figure's source (:func:`timed_fps_source`)
+#   fps_estimates() -> dict[source, LatencyStats]: figures besides the timed one (after the target's layer_times)
+#   unavailable_fps_sources() -> dict[source, why]: sources it cannot give, with the reason
+
+
+def finish_comparison(target: Target, folder: Path) -> None:
+    """Let the target write what it gathered during the comparison pass into the cache ``folder``."""
+    hook = getattr(target, "finish_comparison", None)
+    if callable(hook):
+        hook(folder)
+
+
+def lint_findings(target: Target) -> list[Finding]:
+    """The target's own lint findings (none for a target without the hook)."""
+    hook = getattr(target, "lint_findings", None)
+    return list(hook()) if callable(hook) else []
+
+
+def timed_fps_source(target: Target) -> str:
+    """Where the timed throughput comes from: ``host-wall`` (timed in this process) or ``device``."""
+    return "device" if target.speed_source == "runner" else "host-wall"
+
+
+def speed_figures(target: Target, timed: LatencyStats) -> dict[str, LatencyStats]:
+    """Every throughput figure of the target by source: the timed one and the target's estimates."""
+    figures = {timed_fps_source(target): timed}
+    hook = getattr(target, "fps_estimates", None)
+    if callable(hook):
+        figures.update(hook())
+    return figures
+
+
+def gated_figure(spec: ModelSpec, target: Target, figures: dict[str, LatencyStats]) -> LatencyStats:
+    """The figure ``min_fps``/``min_fps_ratio`` gate: ``speed.fps_source``, else the target's default.
+
+    A ConfigError naming the entry, the source asked for and why the target cannot give it, when the thresholds
+    ask for a figure that does not exist; without an FPS threshold the timed figure is reported (nothing is gated).
+    """
+    timed = figures[timed_fps_source(target)]
+    gated = spec.thresholds.min_fps is not None or spec.thresholds.min_fps_ratio is not None
+    default: str | None = getattr(target, "default_fps_source", timed_fps_source(target))
+    source: str | None = spec.speed.fps_source or default
+    if not gated:
+        return figures.get(source, timed) if source else timed
+    if source is None:
+        raise ConfigError(
+            f"{spec.name}: min_fps/min_fps_ratio need speed.fps_source for target kind {target.kind!r}: its timed "
+            f"figure ({timed.source}) is not the device's speed; choose one of {sorted(figures)} (or remove the "
+            "FPS thresholds)."
+        )
+    if source not in figures:
+        hook = getattr(target, "unavailable_fps_sources", None)
+        reasons: dict[str, str] = hook() if callable(hook) else {}
+        why = reasons.get(source, "it does not measure or estimate it")
+        raise ConfigError(
+            f"{spec.name}: speed.fps_source {source!r} is not available for target kind {target.kind!r} ({why}); "
+            f"it gives {sorted(figures)}."
+        )
+    return figures[source]

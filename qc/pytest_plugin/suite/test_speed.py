@@ -19,6 +19,7 @@ from qc.gates import Evidence, GateResult, SpeedEvidence
 from qc.pipeline import ModelStages
 from qc.report.paths import model_dir
 from qc.speed import LatencyStats, LayerProfile
+from qc.targets.base import gated_figure, lint_findings, speed_figures
 
 Check = Callable[[GateResult], None]
 
@@ -43,12 +44,14 @@ def test_fps(
         timer = cast(Any, benchmark)  # pytest-benchmark's pedantic() is untyped
         timer.pedantic(runner.run, args=(speed_feed,), rounds=settings.rounds, warmup_rounds=settings.warmup)
         if benchmark.stats is not None:
-            stats = LatencyStats.from_seconds(benchmark.stats.stats.data, "onnxruntime CPU via pytest-benchmark")
+            what = getattr(runner, "timing_source", None) or "onnxruntime CPU"  # what the wall time measures
+            stats = LatencyStats.from_seconds(benchmark.stats.stats.data, f"{what} via pytest-benchmark")
     if stats is None:  # timed where the model runs (a device tool), or --benchmark-disable: the runner times it
         stats = runner.speed(speed_feed, rounds=settings.rounds, warmup=settings.warmup)
     profile = cast(LayerProfile, request.getfixturevalue("target_layer_times"))
     reference = qc_stages.reference.speed(speed_feed, rounds=settings.rounds, warmup=settings.warmup)
     overhead = profile.run_ms / stats.latency_ms_mean - 1.0 if profile.run_ms else None
+    figures = speed_figures(target, stats)  # by source: the timed figure and the target's estimates
     write_speed(
         model_dir(qc_stages.ctx.report_dir, qc_model.name),
         stats,
@@ -56,8 +59,11 @@ def test_fps(
         profile.rows,
         profiling_overhead=overhead,
         io=profile.io,
+        figures=figures,
+        gated_source=qc_model.speed.fps_source,
     )
-    check_gate(gates.check("fps", Evidence(qc_model, speed=SpeedEvidence(stats, reference))))
+    gated = gated_figure(qc_model, target, figures)  # min_fps gates only the source the user chose
+    check_gate(gates.check("fps", Evidence(qc_model, speed=SpeedEvidence(gated, reference))))
 
 
 @pytest.mark.qc_gate("lint")
@@ -71,9 +77,11 @@ def test_lint(
     from qc.report.speed import write_lint
 
     target = qc_stages.target_impl()
-    # time shares as measured where the linted graph runs: the target's profiler, or the FP32 reference's
-    times = cast(LayerProfile, request.getfixturevalue(f"{target.lint_profile}_layer_times"))
-    profile = {row.layer: row.share for row in times.rows}
-    findings = lint(target.lint_view(), profile=profile)
+    own = lint_findings(target)  # e.g. nodes the runtime refuses: the target then has no profile to share time
+    profile = None
+    if not own:  # time shares as measured where the linted graph runs: the target's profiler, or the reference's
+        times = cast(LayerProfile, request.getfixturevalue(f"{target.lint_profile}_layer_times"))
+        profile = {row.layer: row.share for row in times.rows}
+    findings = [*own, *lint(target.lint_view(), profile=profile)]
     write_lint(model_dir(qc_stages.ctx.report_dir, qc_model.name), findings)
     check_gate(gates.check("lint", Evidence(qc_model, lint=findings)))

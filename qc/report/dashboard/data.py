@@ -41,6 +41,7 @@ MODEL_FILES = (
     "layer_times.csv",
     "op_types.csv",
     "lint.csv",
+    "htp_split.csv",
     *DIAGNOSIS_FILES,
 )
 
@@ -145,6 +146,7 @@ class ModelFiles:
     local: Loaded
     ranges: Loaded
     sensitivity: Loaded
+    split: Loaded  # htp_split.csv: quantization vs runtime error per tensor (qnn-htp targets)
 
     @classmethod
     def read(cls, report_dir: Path, name: str) -> ModelFiles:
@@ -168,6 +170,7 @@ class ModelFiles:
             local=read_csv(folder / "local.csv"),
             ranges=read_csv(folder / "ranges.csv"),
             sensitivity=read_csv(folder / "sensitivity.csv"),
+            split=read_csv(folder / "htp_split.csv"),
         )
 
     def accuracy_value(self, key: str) -> float | None:

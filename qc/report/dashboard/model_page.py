@@ -25,6 +25,7 @@ from qc.report.dashboard.markup import (
     unique_labels,
     why_missing,
 )
+from qc.report.dashboard.split import split_section
 
 SEVERITY_BADGE = {"error": "failed", "warning": "xfailed"}
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
@@ -233,6 +234,7 @@ def model_page(m: ModelFiles, settings: Mapping[str, Any], summary_row: Mapping[
         ("layers", "Per-layer comparison", layer_section(m, charts)),
         ("outputs", "Outputs and slices", outputs_section(m, charts)),
         ("unmatched", "Unmatched tensors", unmatched_section(m)),
+        *([("split", "Quantization vs runtime error", split_section(m, charts))] if not m.split.missing else []),
         ("accuracy", "Accuracy", _accuracy_section(m)),
         ("speed", "Speed", _speed_section(m, charts)),
         ("lint", "Lint findings", _lint_section(m)),
