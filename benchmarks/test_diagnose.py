@@ -4,6 +4,6 @@ The tests ship with the qc plugin (``qc/pytest_plugin/suite/test_diagnose.py``) 
 ``pytest --qc-models models.yaml``; importing them here makes ``pytest benchmarks`` collect them from this folder.
 """
 
-from qc.pytest_plugin.suite.test_diagnose import test_diagnose
+from qc.pytest_plugin.suite.test_diagnose import test_diagnose, test_diagnose_advice
 
-__all__ = ["test_diagnose"]
+__all__ = ["test_diagnose", "test_diagnose_advice"]

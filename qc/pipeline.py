@@ -9,8 +9,9 @@ and onnxruntime versions), so a warm second run does no quantization and no infe
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,9 +22,9 @@ from qc import progress
 from qc.cache import StageCache, stable_hash
 from qc.compare.layerwise import Comparison, compare_stream
 from qc.config import DeviceSpec, ModelSpec
-from qc.data.images import ImageSet, file_sha256, iter_images, load_image_set
+from qc.data.images import ImageSet, iter_images, load_image_set
 from qc.data.preprocess import Transform, preprocess
-from qc.errors import ConfigError, ModelError
+from qc.errors import ConfigError, MetricError, ModelError, QcError
 from qc.runners.base import GraphTensors, Runner
 from qc.runners.ort import OrtRunner
 from qc.targets.base import finish_comparison
@@ -144,39 +145,28 @@ class ModelStages:
         """The target's runner (quantized, opened or connected once)."""
         return self.target_impl().runner()
 
-    # -- comparison -----------------------------------------------------------------------------------------
+    # -- comparison and accuracy: one pass over the images ---------------------------------------------------
     def comparison_key(self) -> str:
         spec = self.spec
         return stable_hash(
             "comparison",
-            file_sha256(spec.reference),
+            spec.reference,
             self.target_key(),
-            spec.preprocess.model_dump(mode="json"),
+            spec.preprocess,
             self.eval_images().fingerprint(),
-            {k: v.model_dump(mode="json") for k, v in spec.outputs.items()},
+            spec.outputs,
             ort_version(),
         )
 
     def comparison(self) -> Comparison:
-        key = self.comparison_key()
-        with self.ctx.cache.locked("comparison", key) as folder:
-            cached = self.ctx.cache.load_json("comparison", key)
-            if cached is not None:
-                self._copy_artifacts(folder)
-                return Comparison.from_json(cached)
-            target = self.target_impl()
-            runner = target.runner()
-            name, size = self.io()
-            feeds = ((image_id, feed) for image_id, feed, _ in iter_feeds(self.spec, self.eval_images(), name, size))
-            matches = target.matches(folder)
-            self._copy_artifacts(folder)
-            with target.session(), progress.task(self.spec.name, "compare", len(self.eval_images())) as bar:
-                result = compare_stream(self.spec.name, self.reference, runner, matches, feeds, self.spec.outputs, bar)
-            result.notes.append(target.comparison_note())
-            finish_comparison(target, folder)
-            self._copy_artifacts(folder)
-            self.ctx.cache.save_json("comparison", key, result.to_json())
-            return result
+        """Per-layer and per-output metrics of the target against the reference on the evaluation images.
+
+        Computed in one pass with the accuracy stage (when the entry has a task and its result is not cached yet):
+        both results are cached, so the target runs once per image for the two stages.
+        """
+        comparison, _ = self._evaluate("comparison")
+        assert comparison is not None
+        return comparison
 
     def _copy_artifacts(self, folder: Path) -> None:
         """Files a target wrote beside its cached comparison (``tensor_map.csv``) go into the model's report."""
@@ -190,7 +180,6 @@ class ModelStages:
                 report.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(report / name, source.read_text(encoding="utf-8"))
 
-    # -- accuracy -------------------------------------------------------------------------------------------
     def task(self) -> Task:
         """The entry's :class:`qc.tasks.base.Task` (a ConfigError when the entry has no ``task`` section)."""
         from qc.tasks import task_of
@@ -199,37 +188,145 @@ class ModelStages:
 
     def accuracy_key(self) -> str:
         spec = self.spec
-        task = self.task().key() if spec.task else None
         return stable_hash(
             "accuracy",
-            file_sha256(spec.reference),
+            spec.reference,
             self.target_key(),
-            task,
-            spec.preprocess.model_dump(mode="json"),
+            self.task().key() if spec.task else None,
+            spec.preprocess,
             self.eval_images().fingerprint(),
             ort_version(),
         )
 
     def accuracy(self) -> Any:
-        """The task's outcome on the evaluation images, both sides (detection: ``result, reference, target``)."""
-        task = self.task()
-        key = self.accuracy_key()
-        with self.ctx.cache.locked("accuracy", key) as folder:
-            cached = self.ctx.cache.load_json("accuracy", key)
-            if cached is not None:
-                outcome = task.load(cached, folder)
-                if outcome is not None:
-                    return outcome
-            target = self.target_impl()
-            runner = target.runner()
-            name, size = self.io()
-            images = self.eval_images()
-            feeds = iter_feeds(self.spec, images, name, size)
-            with target.session(), progress.task(self.spec.name, "evaluate", len(images)) as bar:
-                # a device target: one lease and run folder for the whole pass; bar counts the images taken
-                outcome = task.evaluate(self.reference, runner, bar.each(feeds), size, images)
-            self.ctx.cache.save_json("accuracy", key, task.save(outcome, folder))
-            return outcome
+        """The task's outcome on the evaluation images, both sides (detection: ``result, reference, target``).
+
+        Shares the comparison's pass over the images when neither is cached (see :meth:`comparison`).
+        """
+        self.task()  # no task section: a ConfigError before anything runs
+        _, outcome = self._evaluate("accuracy")
+        return outcome
+
+    def _evaluate(self, want: str) -> tuple[Comparison | None, Any]:
+        """The comparison and the task outcome, from the cache or from ONE pass over the images for both.
+
+        Both entries are locked in a fixed order (comparison, then accuracy) whichever is asked, so two workers
+        cannot deadlock and one pass fills both. When both are missing, one pass computes and caches both; when
+        only the asked one is missing, only it is computed (the accuracy alone runs the target's deployed path).
+        """
+        cache = self.ctx.cache
+        task = self.task() if self.spec.task is not None else None
+        ckey = self.comparison_key()
+        akey = self.accuracy_key() if task is not None else ""
+        with contextlib.ExitStack() as stack:
+            cfolder = stack.enter_context(cache.locked("comparison", ckey))
+            afolder = stack.enter_context(cache.locked("accuracy", akey)) if task is not None else None
+            comparison = cache.read("comparison", ckey, self._load_comparison)
+            if want == "comparison" and comparison is not None:
+                return comparison, None
+            outcome = cache.read("accuracy", akey, task.load) if task is not None else None
+            if want == "accuracy" and outcome is not None:
+                return comparison, outcome
+            if comparison is not None:  # the accuracy is asked and missing; the comparison is cached
+                assert task is not None  # accuracy() checked it
+                assert afolder is not None
+                cache.clear("accuracy", akey)
+                outcome = self._accuracy_pass(task)
+                cache.commit("accuracy", akey, task.save(outcome, afolder))
+                return comparison, outcome
+            cache.clear("comparison", ckey)
+            both = task if outcome is None else None
+            if both is not None:
+                cache.clear("accuracy", akey)
+            try:
+                comparison, fresh, problem = self._one_pass(cfolder, both)
+            except MetricError:
+                if want != "accuracy" or task is None or afolder is None:
+                    raise
+                # the comparison itself cannot be computed (its error reaches the comparison gates): the accuracy
+                # still can, on the target's deployed path
+                outcome = self._accuracy_pass(task)
+                cache.commit("accuracy", akey, task.save(outcome, afolder))
+                return None, outcome
+            cache.commit("comparison", ckey, comparison.to_json())
+            if both is not None and afolder is not None:
+                if fresh is not None:
+                    cache.commit("accuracy", akey, both.save(fresh, afolder))
+                    outcome = fresh
+                elif want == "accuracy" and problem is not None:
+                    raise problem
+                elif problem is not None:
+                    log.warning("%s: the accuracy stage failed in the shared pass: %s", self.spec.name, problem)
+            return comparison, outcome
+
+    def _load_comparison(self, data: Any, folder: Path) -> Comparison:
+        self._copy_artifacts(folder)
+        return Comparison.from_json(data)
+
+    def _one_pass(self, folder: Path, task: Task | None) -> tuple[Comparison, Any, QcError | None]:
+        """The comparison stream over the evaluation images; with a ``task``, its collector scores the same final
+        outputs (the target's outputs as deployed) in the same pass. Returns (comparison, outcome or None, the
+        task's error or None: a task error does not stop the comparison)."""
+        target = self.target_impl()
+        runner = target.runner()
+        name, size = self.io()
+        images = self.eval_images()
+        collector = task.collector(size, images) if task is not None else None
+        transforms: dict[int, Transform] = {}
+        problem: QcError | None = None
+
+        def feeds() -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+            for image_id, feed, transform in iter_feeds(self.spec, images, name, size):
+                if collector is not None:
+                    transforms[image_id] = transform
+                yield image_id, feed
+
+        def on_outputs(image_id: int, reference: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
+            nonlocal collector, problem
+            transform = transforms.pop(image_id, None)
+            if collector is None or transform is None:
+                return
+            try:
+                collector.add(image_id, transform, reference, outputs)
+            except QcError as exc:
+                problem, collector = exc, None
+                transforms.clear()
+
+        matches = target.matches(folder)
+        self._copy_artifacts(folder)
+        # a device target: one lease and run folder for the whole pass
+        with target.session(), progress.task(self.spec.name, "compare", len(images)) as bar:
+            result = compare_stream(
+                self.spec.name,
+                self.reference,
+                runner,
+                matches,
+                feeds(),
+                self.spec.outputs,
+                on_outputs=on_outputs if collector is not None else None,
+                bar=bar,
+            )
+        result.notes.append(target.comparison_note())
+        finish_comparison(target, folder)  # a target's own per-tensor files (e.g. htp_split.csv) beside the entry
+        self._copy_artifacts(folder)
+        outcome = None
+        if collector is not None:
+            try:
+                outcome = collector.finish()
+            except QcError as exc:
+                problem = exc
+        return result, outcome, problem
+
+    def _accuracy_pass(self, task: Task) -> Any:
+        """The task alone over the evaluation images (the target's deployed path, ``run``)."""
+        target = self.target_impl()
+        runner = target.runner()
+        name, size = self.io()
+        images = self.eval_images()
+        feeds = iter_feeds(self.spec, images, name, size)
+        # a device target: one lease and run folder for the whole pass; bar counts the images taken
+        with target.session(), progress.task(self.spec.name, "evaluate", len(images)) as bar:
+            return task.evaluate(self.reference, runner, bar.each(feeds), size, images)
 
     def close(self) -> None:
         """Release what the target holds (nothing stays leased between stages; kept for the fixtures)."""

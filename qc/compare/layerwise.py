@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,12 @@ from qc.compare.matching import TensorMatch, _fmt
 from qc.compare.metrics import MetricAccumulator, MetricSummary, PairStats, pair_stats
 from qc.config import OutputSpec, Slice
 from qc.errors import MetricError
-from qc.runners.base import Runner, batch_size_of, chunks, run_all_batch, run_batch
+from qc.runners.base import Runner, batch_size_of, chunks, run_pass_batch
 
 log = logging.getLogger(__name__)
+
+OutputsSink = Callable[[int, Mapping[str, np.ndarray], Mapping[str, np.ndarray]], None]
+"""Receives ``(image_id, reference outputs, target outputs)`` per image from :func:`compare_stream`."""
 
 # Ops whose output depends on their input's shape only, never on its values.
 SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
@@ -216,6 +219,7 @@ def compare_stream(
     matches: list[TensorMatch],
     feeds: Iterable[tuple[int, Mapping[str, np.ndarray]]],
     outputs: Mapping[str, OutputSpec],
+    on_outputs: OutputsSink | None = None,
     bar: progress.Task | None = None,
 ) -> Comparison:
     """One pass over the images; only running sums are kept, so memory does not grow with the image count.
@@ -223,8 +227,12 @@ def compare_stream(
     ``bar`` (the caller's ``compare`` progress stage) advances once per image compared; it changes no result.
 
     Intermediate tensors come from both runners' ``run_all``; final outputs and their slices compare the
-    reference with the target's real execution path (``run``). A target with a ``batch_size`` above 1 runs the
-    images in chunks of that size (``run_all_batch``/``run_batch``), so memory grows with the batch only.
+    reference with the target's outputs as deployed (:func:`qc.runners.base.run_pass_batch`: the same execution
+    when the runner's ``run_all`` yields them, e.g. a device debug run, else its ``run``). A target with a
+    ``batch_size`` above 1 runs the images in chunks of that size, so memory grows with the batch only.
+
+    ``on_outputs(image_id, reference outputs, target outputs)`` receives each image's final outputs (graph outputs
+    only) as they are compared: the accuracy stage scores them in the same pass, without running the target again.
     """
     matched = [m for m in matches if m.target is not None]
     layer_acc = {m.reference.name: MetricAccumulator() for m in matched}
@@ -238,13 +246,11 @@ def compare_stream(
     # A batching target (a device tool call per batch) gets images in chunks of its batch size: memory is bounded
     # by the batch. The reference runs image by image.
     for chunk in chunks(feeds, batch_size_of(target)):
-        chunk_feeds = [feed for _, feed in chunk]
-        tgt_alls = run_all_batch(target, chunk_feeds)
-        tgt_outs = run_batch(target, chunk_feeds)
+        passes = run_pass_batch(target, [feed for _, feed in chunk])  # one target pass per image
         for k, (image_id, feed) in enumerate(chunk):
             images += 1
             ref_all = reference.run_all(feed)
-            tgt_all, tgt_alls[k] = tgt_alls[k], {}
+            (tgt_all, tgt_out), passes[k] = passes[k], ({}, {})
             for m in matched:
                 a, b = ref_all.get(m.reference.name), tgt_all.get(m.target or "")
                 if a is None or b is None:
@@ -259,12 +265,13 @@ def compare_stream(
                             digests[m.reference.name] = None
                 layer_acc[m.reference.name].add(stats, image_id)
             del tgt_all
-            tgt_out, tgt_outs[k] = tgt_outs[k], {}
             out_acc.add(image_id, ref_all, tgt_out)
+            if on_outputs is not None:
+                on_outputs(image_id, {name: ref_all[name] for name in out_acc.names}, tgt_out)
             del ref_all, tgt_out
             if bar is not None:
                 bar.advance()
-        del tgt_alls, tgt_outs
+        del passes
     result = Comparison(model=model, images=images)
     independent = {name for name, digest in digests.items() if digest is not None}
     for m in matched:

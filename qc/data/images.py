@@ -38,13 +38,14 @@ class ImageSet:
         return len(self.items)
 
     def fingerprint(self) -> str:
-        """sha256 over the images' bytes and ids (and the annotations when present)."""
+        """sha256 over the images' bytes and ids and, when labelled, the whole annotation content of these images
+        (images, annotations, categories and every other field): content only, never where the files are."""
         h = hashlib.sha256()
         for item in self.items:
             h.update(f"{item.image_id}:{item.path.name}:".encode())
             h.update(file_sha256(item.path).encode())
         if self.coco is not None:
-            h.update(json.dumps(self.coco.get("annotations", []), sort_keys=True).encode())
+            h.update(json.dumps(self.coco, sort_keys=True, separators=(",", ":")).encode())
         return h.hexdigest()
 
 

@@ -11,11 +11,11 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from qc import progress
 from qc.cache import stable_hash
-from qc.data.images import file_sha256
 from qc.diagnose.advice import (
     ACCURACY_GATES,
     ADVICE_GATES,
@@ -113,9 +113,9 @@ def diagnosis_key(stages: ModelStages) -> str:
     return stable_hash(
         "diagnosis",
         stages.comparison_key(),
-        spec.diagnose.model_dump(mode="json"),
-        spec.thresholds.model_dump(mode="json"),
-        spec.task.model_dump(mode="json") if spec.task else None,
+        spec.diagnose,
+        spec.thresholds,
+        spec.task,
         list(spec.gates) if spec.gates is not None else None,
     )
 
@@ -124,13 +124,12 @@ def diagnose(stages: ModelStages) -> Diagnosis:
     """Local error, range evidence, origins, sensitivity ranking and verified advice of one entry; cached."""
     cache = stages.ctx.cache
     key = diagnosis_key(stages)
-    with cache.locked("diagnosis", key):
-        cached = cache.load_json("diagnosis", key)
-        if cached is not None:
-            return Diagnosis.from_json(cached)
+
+    def build(_folder: Path) -> tuple[Diagnosis, dict[str, Any]]:
         result = _diagnose(stages)
-        cache.save_json("diagnosis", key, result.to_json())
-        return result
+        return result, result.to_json()
+
+    return cache.cached("diagnosis", key, build, lambda data, _folder: Diagnosis.from_json(data))
 
 
 def local_and_ranges(
@@ -150,11 +149,16 @@ def local_and_ranges(
     _, reference_infos = describe(reference_model)
     target_model = onnx.load(str(target_path))
     local = build_local_model(target_model, reference_infos, spec.name)
-    key = stable_hash("local-model", file_sha256(spec.reference), stages.target_key(), ort_version())
-    with stages.ctx.cache.locked("diagnose-local", key) as folder:
-        path = folder / "model.local.onnx"
-        if not stages.ctx.cache.fresh(path):
-            onnx.save(local.model, str(path))
+    key = stable_hash("local-model", spec.reference, stages.target_key(), ort_version())
+
+    def build(folder: Path) -> tuple[Path, dict[str, str]]:
+        onnx.save(local.model, str(folder / "model.local.onnx"))
+        return folder / "model.local.onnx", {"model": "model.local.onnx"}
+
+    def load(_data: object, folder: Path) -> Path | None:
+        return folder / "model.local.onnx" if (folder / "model.local.onnx").is_file() else None
+
+    path = stages.ctx.cache.cached("diagnose-local", key, build, load)
     runner = OrtRunner(f"{spec.name} (local)", path)
     quantizers = {
         q.reference: q for q in activation_quantizers(target_model, reference_infos, spec.name) if q.reference

@@ -14,6 +14,7 @@ import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -130,23 +131,23 @@ class Variants:
     def quick_quality(self, variant: Variant, images: int) -> OutputQuality:
         """Output SQNR (worst output or slice) on the first ``images`` evaluation images; cached."""
         key = stable_hash("quick", self.key(variant), self.stages.eval_images().fingerprint(), images, self._outs())
-        with self.cache.locked("diagnose-quick", key):
-            cached = self.cache.load_json("diagnose-quick", key)
-            if cached is not None:
-                return OutputQuality(dict(cached))
+
+        def build(_folder: Path) -> tuple[OutputQuality, dict[str, float]]:
             runner = self.runner(variant)
+            pairs: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]]
             if images <= KEEP_REFERENCE_IMAGES:  # the quick pass: keep the few reference outputs for every variant
                 if self._reference_outputs is None or len(self._reference_outputs) < images:
                     self._reference_outputs = [(i, self.stages.reference.run(f)) for i, f, _ in self.feeds(images)]
-                pairs: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]] = (
+                pairs = (
                     (ref, runner.run(f))
                     for (_, ref), (_, f, _) in zip(self._reference_outputs, self.feeds(images), strict=False)
                 )
             else:  # every image: stream, recomputing the reference, so memory does not grow with images
                 pairs = ((self.stages.reference.run(f), runner.run(f)) for _, f, _ in self.feeds(images))
             quality = output_quality(self.spec, pairs)
-            self.cache.save_json("diagnose-quick", key, quality.per_output)
-            return quality
+            return quality, quality.per_output
+
+        return self.cache.cached("diagnose-quick", key, build, lambda data, _folder: OutputQuality(dict(data)))
 
     def reference_quality(self) -> OutputQuality:
         """What the float reference scores against itself: every output at the cap."""
@@ -155,19 +156,18 @@ class Variants:
         return OutputQuality(dict.fromkeys(keys, SQNR_CAP_DB))
 
     def _outs(self) -> dict[str, Any]:
-        return {k: v.model_dump(mode="json") for k, v in self.spec.outputs.items()}
+        return dict(self.spec.outputs)
 
     def outputs(self, variant: Variant) -> Comparison:
         """Final outputs and declared slices against the reference on every evaluation image (gate metrics)."""
         key = stable_hash("outputs", self.key(variant), self.stages.eval_images().fingerprint(), self._outs())
-        with self.cache.locked("diagnose-outputs", key):
-            cached = self.cache.load_json("diagnose-outputs", key)
-            if cached is not None:
-                return Comparison.from_json(cached)
+
+        def build(_folder: Path) -> tuple[Comparison, dict[str, Any]]:
             runner = self.runner(variant)
             result = compare_outputs(self.spec, self.stages.reference, runner, ((i, f) for i, f, _ in self.feeds()))
-            self.cache.save_json("diagnose-outputs", key, result.to_json())
-            return result
+            return result, result.to_json()
+
+        return self.cache.cached("diagnose-outputs", key, build, lambda data, _folder: Comparison.from_json(data))
 
     def accuracy(self, variant: Variant) -> AccuracyResult:
         """COCO AP of both sides, the drop and agreement AP on every evaluation image; cached."""
@@ -177,21 +177,20 @@ class Variants:
         key = stable_hash(
             "accuracy",
             self.key(variant),
-            task.model_dump(mode="json"),
+            task,
             self.stages.eval_images().fingerprint(),
         )
-        with self.cache.locked("diagnose-accuracy", key):
-            cached = self.cache.load_json("diagnose-accuracy", key)
-            if cached is not None:
-                return AccuracyResult.from_json(cached)
+
+        def build(_folder: Path) -> tuple[AccuracyResult, dict[str, Any]]:
             runner = self.runner(variant)
             _, size = self.stages.io()
             names = task.names()
             images = self.stages.eval_images()
             ref, tgt, sizes = collect(task, self.stages.reference, runner, self.feeds(), size, len(names))
             result = score(task, ref, tgt, sizes, images.coco, names)
-            self.cache.save_json("diagnose-accuracy", key, result.to_json())
-            return result
+            return result, result.to_json()
+
+        return self.cache.cached("diagnose-accuracy", key, build, lambda data, _f: AccuracyResult.from_json(data))
 
 
 def output_quality(

@@ -129,6 +129,34 @@ class DetectionSet:
         return results
 
 
+class DetectionCollector:
+    """Decodes both sides' final outputs image by image and keeps only the detections (constant per image).
+
+    Fed by :func:`collect` (which runs both sides) or by another pass that already has the outputs (the
+    comparison stream: one target execution per image for both stages).
+    """
+
+    def __init__(self, task: TaskSpec, input_hw: tuple[int, int], num_classes: int) -> None:
+        self.decoder = get_decoder(task.decoder)
+        self.settings = decode_settings(task, input_hw, num_classes)
+        self.reference, self.target = DetectionSet(), DetectionSet()
+        self.sizes: dict[int, tuple[int, int]] = {}
+
+    def add(
+        self,
+        image_id: int,
+        inverse: BoxInverse,
+        reference: Mapping[str, np.ndarray],
+        target: Mapping[str, np.ndarray],
+    ) -> None:
+        ref_raw = self.decoder(reference, self.settings)[0]
+        tgt_raw = self.decoder(target, self.settings)[0]
+        self.reference.by_image[image_id] = ref_raw.to_original(inverse)
+        self.target.by_image[image_id] = tgt_raw.to_original(inverse)
+        orig_w, orig_h = getattr(inverse, "orig_w", 0), getattr(inverse, "orig_h", 0)
+        self.sizes[image_id] = (int(orig_w), int(orig_h))
+
+
 def collect(
     task: TaskSpec,
     reference: Runner,
@@ -138,22 +166,14 @@ def collect(
     num_classes: int,
 ) -> tuple[DetectionSet, DetectionSet, dict[int, tuple[int, int]]]:
     """Run both sides image by image (a batching target: chunk by chunk) and keep only the decoded detections."""
-    decoder = get_decoder(task.decoder)
-    settings = decode_settings(task, input_hw, num_classes)
-    ref, tgt = DetectionSet(), DetectionSet()
-    sizes: dict[int, tuple[int, int]] = {}
+    collector = DetectionCollector(task, input_hw, num_classes)
     for chunk in chunks(feeds, batch_size_of(target)):  # a batching target runs a chunk per call
         tgt_outs = run_batch(target, [feed for _, feed, _ in chunk])
         for k, (image_id, feed, inverse) in enumerate(chunk):
-            ref_raw = decoder(reference.run(feed), settings)[0]
             tgt_out, tgt_outs[k] = tgt_outs[k], {}
-            tgt_raw = decoder(tgt_out, settings)[0]
+            collector.add(image_id, inverse, reference.run(feed), tgt_out)
             del tgt_out
-            ref.by_image[image_id] = ref_raw.to_original(inverse)
-            tgt.by_image[image_id] = tgt_raw.to_original(inverse)
-            orig_w, orig_h = getattr(inverse, "orig_w", 0), getattr(inverse, "orig_h", 0)
-            sizes[image_id] = (int(orig_w), int(orig_h))
-    return ref, tgt, sizes
+    return collector.reference, collector.target, collector.sizes
 
 
 def category_map(names: list[str], coco: Mapping[str, Any] | None) -> dict[int, int]:

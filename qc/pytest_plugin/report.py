@@ -38,6 +38,20 @@ class Summary:
                     row[key] = value
 
 
+NOT_APPLICABLE = "not applicable: "
+"""A skip reason with this prefix means the test had nothing to check for that model; listed apart."""
+
+
+def skip_reason(report: pytest.TestReport) -> str | None:
+    """The reason of a skipped (not xfailed) test report, else None."""
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return None
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return None
+
+
 def outcome(report: pytest.TestReport) -> str:
     if hasattr(report, "wasxfail"):
         return "xfailed" if report.outcome == "skipped" else "xpassed(strict)"
@@ -56,6 +70,8 @@ class Reporter:
         self.dashboard: Path | None = None
         self.folder: ReportFolder | None = None
         self.durations: dict[str, float] = {}
+        self.not_applicable: list[tuple[str, str]] = []
+        """(test id, reason) of tests skipped as ``not applicable: ...`` (nothing to check for that model)."""
 
     def take_folder(self) -> None:
         """Take the report folder for this run: writable, locked, previous results cleared (once, on the
@@ -73,6 +89,9 @@ class Reporter:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.summary.add(report)
         self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + max(report.duration, 0.0)
+        reason = skip_reason(report)
+        if reason is not None and reason.startswith(NOT_APPLICABLE):
+            self.not_applicable.append((report.nodeid, reason.removeprefix(NOT_APPLICABLE)))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput") or self.folder is None:
@@ -119,6 +138,10 @@ class Reporter:
         report.extras = extras
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.not_applicable:
+            terminalreporter.section("qc: not applicable (nothing to check, not passed)")
+            for nodeid, reason in self.not_applicable:
+                terminalreporter.write_line(f"{nodeid}: {reason}")
         rows = self.summary.rows
         if not rows:
             return

@@ -84,6 +84,14 @@ class BatchRunner(Runner, Protocol):
         """:meth:`Runner.run_all` for each feed, in order."""
 
 
+class PassRunner(Runner, Protocol):
+    """A runner whose one ``run_all`` execution also yields the final outputs as deployed (a device debug run
+    dumps them with every layer), so the comparison and the accuracy need one execution per image, not two."""
+
+    def run_pass_batch(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[tuple[TensorDict, TensorDict]]:
+        """(every tensor as :meth:`Runner.run_all`, final outputs as :meth:`Runner.run`) for each feed, in order."""
+
+
 def batch_size_of(runner: object) -> int:
     """The runner's ``batch_size`` (1 for runners without one)."""
     size = getattr(runner, "batch_size", 1)
@@ -104,6 +112,18 @@ def run_all_batch(runner: Runner, feeds: Sequence[Mapping[str, np.ndarray]]) -> 
     outs = list(method(feeds)) if callable(method) else [runner.run_all(f) for f in feeds]
     _check_count(runner, "run_all_batch", outs, feeds)
     return outs
+
+
+def run_pass_batch(runner: Runner, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[tuple[TensorDict, TensorDict]]:
+    """Every tensor and the final outputs as deployed, per feed: ``runner.run_pass_batch`` (one execution) when it
+    has one, else :func:`run_all_batch` and :func:`run_batch` (two: exposing every tensor may change how a runtime
+    executes the graph, so the deployed outputs come from its real execution path)."""
+    method = getattr(runner, "run_pass_batch", None)
+    if callable(method):
+        pairs: list[tuple[TensorDict, TensorDict]] = list(method(feeds))
+        _check_count(runner, "run_pass_batch", pairs, feeds)
+        return pairs
+    return list(zip(run_all_batch(runner, feeds), run_batch(runner, feeds), strict=True))
 
 
 def _check_count(runner: Runner, what: str, outs: Sequence[object], feeds: Sequence[object]) -> None:

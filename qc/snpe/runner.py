@@ -406,12 +406,20 @@ class SnpeRunner:
         """Write the raw input files and ``input_list.txt``; return, per image, what was written (DLC layout)."""
         return write_inputs(self.name, folder, self._input_plans(), feeds, native=self.spec.native_io, repeat=repeat)
 
-    def _execute(self, feeds: Sequence[Mapping[str, np.ndarray]], *, debug: bool) -> list[TensorDict]:
+    def _execute(
+        self, feeds: Sequence[Mapping[str, np.ndarray]], *, debug: bool, outputs: bool
+    ) -> list[tuple[TensorDict, TensorDict]]:
+        """One ``snpe-net-run``: per image (every matched tensor when ``debug``, the final outputs when ``outputs``).
+
+        In a debug run the final outputs are the run's own dumps of the output tensors (float32, the dequantized
+        values the device computed), read with the output plans (ONNX names): one execution gives both.
+        """
         if not feeds:
             return []
         native_out = self.spec.native_io and not debug
-        plans = self._debug_plans() if debug else self._output_plans()
-        out: list[TensorDict] = []
+        plans = self._debug_plans() if debug else []
+        out_plans = self._output_plans() if outputs else []
+        out: list[tuple[TensorDict, TensorDict]] = []
         with self.session() as sess, tempfile.TemporaryDirectory(prefix="qc-snpe-") as tmp:
             remote = sess.next_dir()
             local_in = Path(tmp) / "in"
@@ -436,31 +444,44 @@ class SnpeRunner:
                     if plan.key in result:
                         continue
                     value = read_output(
-                        self.name, folder, plan, image=j, native=native_out, required=not debug, label=sess.label
+                        self.name, folder, plan, image=j, native=native_out, required=False, label=sess.label
                     )
                     if value is not None:
                         result[plan.key] = value
-                out.append(result)
+                finals: TensorDict = {}
+                for plan in out_plans:
+                    value = read_output(
+                        self.name, folder, plan, image=j, native=native_out, required=True, label=sess.label
+                    )
+                    assert value is not None  # required=True raises instead
+                    finals[plan.key] = value
+                out.append((result, finals))
             sess.rundir.remove(remote)
         return out
 
     # -- Runner API -----------------------------------------------------------------------------------------
     def run_batch(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[TensorDict]:
         """Final outputs (ONNX names, ONNX layout), one ``snpe-net-run`` per ``batch_size`` images."""
-        out: list[TensorDict] = []
-        with progress.task(self.name, "snpe-net-run", len(feeds)) as bar:  # images, a batch at a time
-            for start in range(0, len(feeds), self.batch_size):
-                out += self._execute(feeds[start : start + self.batch_size], debug=False)
-                bar.advance(len(feeds[start : start + self.batch_size]))
-        return out
+        return [finals for _, finals in self._batches(feeds, debug=False, outputs=True)]
 
     def run_all_batch(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[TensorDict]:
         """Every matched tensor (DLC names, ONNX layout) from ``snpe-net-run --debug``, per ``batch_size`` images."""
-        out: list[TensorDict] = []
-        with progress.task(self.name, "snpe-net-run --debug", len(feeds)) as bar:  # images, a batch at a time
+        return [tensors for tensors, _ in self._batches(feeds, debug=True, outputs=False)]
+
+    def run_pass_batch(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[tuple[TensorDict, TensorDict]]:
+        """:meth:`run_all_batch` and the final outputs (ONNX names) from the same ``snpe-net-run --debug`` call."""
+        return self._batches(feeds, debug=True, outputs=True)
+
+    def _batches(
+        self, feeds: Sequence[Mapping[str, np.ndarray]], *, debug: bool, outputs: bool
+    ) -> list[tuple[TensorDict, TensorDict]]:
+        out: list[tuple[TensorDict, TensorDict]] = []
+        stage = "snpe-net-run --debug" if debug else "snpe-net-run"
+        with progress.task(self.name, stage, len(feeds)) as bar:  # images, a batch at a time
             for start in range(0, len(feeds), self.batch_size):
-                out += self._execute(feeds[start : start + self.batch_size], debug=True)
-                bar.advance(len(feeds[start : start + self.batch_size]))
+                chunk = feeds[start : start + self.batch_size]
+                out += self._execute(chunk, debug=debug, outputs=outputs)
+                bar.advance(len(chunk))
         return out
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> TensorDict:

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, ClassVar
 
 from qc.cache import stable_hash
 from qc.config import OnnxTarget
-from qc.data.images import file_sha256
 from qc.errors import ConfigError
 from qc.runners.ort import OrtRunner
 from qc.targets.base import ProfileSide, SpeedSource, no_session, onnx_reference_view
@@ -40,7 +39,7 @@ class Onnx:
         return settings
 
     def key(self) -> str:
-        return stable_hash("onnx", file_sha256(self._settings().model))
+        return stable_hash("onnx", self._settings().model)
 
     def runner(self) -> OrtRunner:
         if self._runner is None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from qc.cache import stable_hash
 from qc.config import OrtInt8Target
-from qc.data.images import file_sha256, load_image_set
+from qc.data.images import load_image_set
 from qc.errors import ConfigError
 from qc.runners.ort import OrtRunner
 from qc.targets.onnx import Onnx
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from qc.pipeline import ModelStages
 
 log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.int8.onnx"
 
 
 class OrtInt8(Onnx):
@@ -30,6 +33,8 @@ class OrtInt8(Onnx):
         if stages.spec.calibration is None:
             raise ConfigError(f"{stages.spec.name}: target kind 'ort-int8' needs a 'calibration' image set.")
         self.calibration: ImageData = stages.spec.calibration
+        self.quantize_notes: list[str] = []
+        """What the quantization did on the way (pre-processing, opset upgrade, bias bit width): the run's notes."""
 
     def _quant(self) -> OrtInt8Target:
         settings = self.spec.target
@@ -43,9 +48,9 @@ class OrtInt8(Onnx):
         calib = load_image_set(self.calibration)
         return stable_hash(
             "ort-int8",
-            file_sha256(self.spec.reference),
-            self._quant().model_dump(mode="json"),
-            self.spec.preprocess.model_dump(mode="json"),
+            self.spec.reference,
+            self._quant(),
+            self.spec.preprocess,
             calib.fingerprint(),
             ort_version(),
         )
@@ -56,22 +61,33 @@ class OrtInt8(Onnx):
         from qc.pipeline import iter_feeds
         from qc.runners.quantize import quantize_int8
 
-        cache, key = self.stages.ctx.cache, self.key()
-        with cache.locked("quantized", key) as folder:
-            path = folder / "model.int8.onnx"
-            if not cache.fresh(path):
-                name, size = self.stages.io()
-                calib = load_image_set(self.calibration)
-                feeds = (f for _, f, _ in iter_feeds(self.spec, calib, name, size))
-                used = quantize_int8(
-                    self.spec.reference, self._quant(), feeds, path, self.spec.name, calibration_total=len(calib)
-                )
-                log.info("%s: quantized with %d calibration images", self.spec.name, used)
-                cache.misses.append(f"quantized/{key}")
-            else:
-                cache.hits.append(f"quantized/{key}")
+        def build(folder: Path) -> tuple[Path, dict[str, object]]:
+            path = folder / MODEL_FILE
+            name, size = self.stages.io()
+            calib = load_image_set(self.calibration)
+            feeds = (f for _, f, _ in iter_feeds(self.spec, calib, name, size))
+            notes: list[str] = []
+            used = quantize_int8(
+                self.spec.reference, self._quant(), feeds, path, self.spec.name, notes, calibration_total=len(calib)
+            )
+            log.info("%s: quantized with %d calibration images", self.spec.name, used)
+            self.quantize_notes = notes
+            return path, {"model": MODEL_FILE, "calibration_images": used, "notes": notes}
+
+        def load(data: object, folder: Path) -> Path | None:
+            path = folder / MODEL_FILE
+            if isinstance(data, dict):
+                self.quantize_notes = [str(n) for n in data.get("notes", [])]
+            return path if path.is_file() else None
+
+        path = self.stages.ctx.cache.cached("quantized", self.key(), build, load)
         self._runner = OrtRunner(f"{self.spec.name} (target)", path)
         return self._runner
 
     def requantize(self) -> OrtInt8Target:
         return self._quant()
+
+    def comparison_note(self) -> str:
+        note = super().comparison_note()
+        self.runner()  # quantized or loaded from the cache: its notes are known
+        return " ".join([note, *(f"Quantization: {n}." for n in self.quantize_notes)])

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from qc.cache import atomic_write_text, stable_hash
 from qc.config import QnnHtpTarget, QuantSettings
-from qc.data.images import file_sha256, load_image_set
+from qc.data.images import load_image_set
 from qc.errors import ConfigError
 from qc.targets.base import ProfileSide, SpeedSource, no_session, onnx_reference_view
 
@@ -100,9 +100,9 @@ class QnnHtp:
         calibration = self.spec.calibration
         return stable_hash(
             "qnn-htp",
-            file_sha256(self.spec.reference),
-            self.settings.model_dump(mode="json"),
-            self.spec.preprocess.model_dump(mode="json") if quantized else None,
+            self.spec.reference,
+            self.settings,
+            self.spec.preprocess if quantized else None,
             load_image_set(calibration).fingerprint() if quantized and calibration is not None else None,
             ort_version(),
             qnn_version(),
@@ -117,18 +117,22 @@ class QnnHtp:
         from qc.qnn.quantize import quantize_htp
 
         assert self.spec.calibration is not None  # checked at construction
-        cache, key = self.stages.ctx.cache, self.key()
-        with cache.locked("quantized", key) as folder:
+
+        def build(folder: Path) -> tuple[Path, dict[str, object]]:
             path = folder / "model.htp.onnx"
-            if not cache.fresh(path):
-                name, size = self.stages.io()
-                calib = load_image_set(self.spec.calibration)
-                feeds = (f for _, f, _ in iter_feeds(self.spec, calib, name, size))
-                used = quantize_htp(self.spec.reference, self.quant_settings(), feeds, path, self.spec.name)
-                log.info("%s: quantized for the HTP with %d calibration images", self.spec.name, used)
-                cache.misses.append(f"quantized/{key}")
-            else:
-                cache.hits.append(f"quantized/{key}")
+            assert self.spec.calibration is not None
+            name, size = self.stages.io()
+            calib = load_image_set(self.spec.calibration)
+            feeds = (f for _, f, _ in iter_feeds(self.spec, calib, name, size))
+            used = quantize_htp(self.spec.reference, self.quant_settings(), feeds, path, self.spec.name)
+            log.info("%s: quantized for the HTP with %d calibration images", self.spec.name, used)
+            return path, {"model": path.name, "calibration_images": used}
+
+        def load(_data: object, folder: Path) -> Path | None:
+            path = folder / "model.htp.onnx"
+            return path if path.is_file() else None
+
+        path = self.stages.ctx.cache.cached("quantized", self.key(), build, load)
         return path
 
     def runner(self) -> HtpRunner:

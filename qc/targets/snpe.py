@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, ClassVar
 
 from qc.cache import atomic_write_text, stable_hash
 from qc.config import SnpeTarget, default_cache_dir
-from qc.data.images import file_sha256
 from qc.errors import ConfigError
 from qc.targets.base import ProfileSide, SpeedSource
 
@@ -48,7 +47,7 @@ class Snpe:
 
     def key(self) -> str:
         # the DLC decides the results; batch size or devices do not
-        return stable_hash("snpe", file_sha256(self.settings.dlc), self.settings.runtime, self.settings.native_io)
+        return stable_hash("snpe", self.settings.dlc, self.settings.runtime, self.settings.native_io)
 
     def runner(self) -> SnpeRunner:
         if self._runner is None:

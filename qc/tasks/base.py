@@ -19,6 +19,24 @@ Feeds = Iterable[tuple[int, Mapping[str, np.ndarray], "Transform"]]
 """(image id, model input, the preprocessing transform of that image), in the evaluation set's order."""
 
 
+class Collector(Protocol):
+    """Accumulates a task's outcome from final outputs handed to it image by image (constant memory per image)."""
+
+    def add(
+        self,
+        image_id: int,
+        transform: Transform,
+        reference: Mapping[str, np.ndarray],
+        target: Mapping[str, np.ndarray],
+    ) -> None:
+        """One image's final outputs, both sides (graph output name -> array), with its preprocessing transform."""
+        ...
+
+    def finish(self) -> Any:
+        """The Outcome (what :meth:`Task.evaluate` returns) over every image added."""
+        ...
+
+
 class Task(Protocol):
     """One task kind (``task.kind`` in models.yaml), built from its models.yaml entry: ``Task(spec)``.
 
@@ -45,6 +63,11 @@ class Task(Protocol):
     ) -> Any:
         """Decode both sides image by image, evaluate them against the labels (when the data has some) and
         against each other (agreement, no labels needed); return the Outcome."""
+        ...
+
+    def collector(self, input_hw: tuple[int, int], images: ImageSet) -> Collector:
+        """What :meth:`evaluate` does, fed from outside: the pipeline's one pass over the images (the comparison
+        stream) hands it each image's final outputs, so the target runs once per image for both stages."""
         ...
 
     def save(self, outcome: Any, folder: Path) -> dict[str, Any]:

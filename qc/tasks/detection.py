@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from qc.config import ModelSpec, TaskSpec
 from qc.errors import ConfigError
-from qc.eval.accuracy import AccuracyResult, DetectionSet, collect, score
+from qc.eval.accuracy import AccuracyResult, DetectionCollector, DetectionSet, collect, score
 from qc.gates import GateResult, agreement_ap, gates_needing, map_drop
 from qc.tasks.base import Feeds
 
 if TYPE_CHECKING:
     from qc.data.images import ImageSet
+    from qc.data.preprocess import Transform
     from qc.runners.base import Runner
 
 
@@ -33,6 +34,39 @@ def _scores(outcome: Scores) -> AccuracyResult:
     return outcome.result if isinstance(outcome, DetectionOutcome) else outcome
 
 
+def _decoder_source(decoder: str) -> Path | None:
+    """The source file of a user decoder ``package.module:function`` (its bytes can change the outcome); None for a
+    built-in decoder (qc's own code is in every key) or a module without a source file."""
+    if ":" not in decoder:
+        return None
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(decoder.partition(":")[0])
+    except (ImportError, ValueError):
+        return None  # evaluating it fails with the decoder's own clear error
+    origin = spec.origin if spec is not None else None
+    return Path(origin) if origin and Path(origin).is_file() else None
+
+
+class DetectionCollection:
+    """:class:`qc.tasks.base.Collector` of the detection task: decode per image, score at :meth:`finish`."""
+
+    def __init__(self, settings: TaskSpec, input_hw: tuple[int, int], images: ImageSet) -> None:
+        self.settings = settings
+        self.names = settings.names()
+        self.images = images
+        self.collector = DetectionCollector(settings, input_hw, len(self.names))
+
+    def add(self, image_id: int, transform: Transform, reference: Mapping[str, Any], target: Mapping[str, Any]) -> None:
+        self.collector.add(image_id, transform, reference, target)
+
+    def finish(self) -> DetectionOutcome:
+        c = self.collector
+        result = score(self.settings, c.reference, c.target, c.sizes, self.images.coco, self.names)
+        return DetectionOutcome(result, c.reference, c.target)
+
+
 class DetectionTask:
     """:class:`qc.tasks.base.Task` for ``task: {kind: detection, ...}`` (the default kind)."""
 
@@ -49,7 +83,8 @@ class DetectionTask:
         return gates_needing("accuracy", task=self.kind)
 
     def key(self) -> object:
-        return self.settings.model_dump(mode="json")
+        """The settings (``class_names`` as a file: its content) and a user decoder's source file (its content)."""
+        return {"settings": self.settings, "decoder_source": _decoder_source(self.settings.decoder)}
 
     def evaluate(
         self, reference: Runner, target: Runner, feeds: Feeds, input_hw: tuple[int, int], images: ImageSet
@@ -57,6 +92,9 @@ class DetectionTask:
         names = self.settings.names()
         ref, tgt, sizes = collect(self.settings, reference, target, feeds, input_hw, len(names))
         return DetectionOutcome(score(self.settings, ref, tgt, sizes, images.coco, names), ref, tgt)
+
+    def collector(self, input_hw: tuple[int, int], images: ImageSet) -> DetectionCollection:
+        return DetectionCollection(self.settings, input_hw, images)
 
     def save(self, outcome: DetectionOutcome, folder: Path) -> dict[str, Any]:
         outcome.reference.save(folder / "reference.npz")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from qc import jsonio, progress
 from qc.errors import ConfigError
@@ -33,7 +33,7 @@ def host_simulation_stage(
     writes ``hostsim.json``, ``error_split.csv`` and ``error_split.json`` into the model's report folder."""
     from qc.cache import atomic_write_text, stable_hash
     from qc.config import SnpeTarget
-    from qc.data.images import file_sha256, load_image_set
+    from qc.data.images import load_image_set
     from qc.pipeline import iter_feeds, ort_version
     from qc.snpe.hostsim import build_host_simulation
     from qc.snpe.runner import SnpeRunner
@@ -51,53 +51,56 @@ def host_simulation_stage(
     calib = load_image_set(spec.calibration) if spec.calibration is not None else None
     key = stable_hash(
         "hostsim",
-        file_sha256(spec.reference),
-        file_sha256(spec.target.dlc),
-        spec.preprocess.model_dump(mode="json"),
+        spec.reference,
+        spec.target.dlc,
+        spec.preprocess,
         calib.fingerprint() if calib is not None else None,
         quantize_weights,
         ort_version(),
     )
-    with cache.locked("hostsim", key) as folder:
-        path = folder / "hostsim.onnx"
-        cached = cache.load_json("hostsim", key)
-        if cached is not None and cache.fresh(path):
-            built = HostSimResult.from_json(cached)
-            built.model = path
-        else:
-            # progress: calibration image n/N (onnxruntime asks for the next once it has run the previous one)
-            with progress.task(spec.name, "hostsim build", len(calib) if calib is not None else None) as bar:
-                feeds = bar.each(f for _, f, _ in iter_feeds(spec, calib, name, size)) if calib is not None else None
-                built = build_host_simulation(
-                    spec.reference,
-                    target.dlc_info(),
-                    target.tensor_map(),
-                    feeds,
-                    path,
-                    spec.name,
-                    quantize_weights=quantize_weights,
-                )
-            cache.save_json("hostsim", key, built.to_json())
+
+    def build(folder: Path) -> tuple[HostSimResult, dict[str, Any]]:
+        # progress: calibration image n/N (onnxruntime asks for the next once it has run the previous one)
+        with progress.task(spec.name, "hostsim build", len(calib) if calib is not None else None) as bar:
+            feeds = bar.each(f for _, f, _ in iter_feeds(spec, calib, name, size)) if calib is not None else None
+            built = build_host_simulation(
+                spec.reference,
+                target.dlc_info(),
+                target.tensor_map(),
+                feeds,
+                folder / "hostsim.onnx",
+                spec.name,
+                quantize_weights=quantize_weights,
+            )
+        return built, built.to_json()
+
+    def load(data: Any, folder: Path) -> HostSimResult | None:
+        if not (folder / "hostsim.onnx").is_file():
+            return None
+        loaded = HostSimResult.from_json(data)
+        loaded.model = folder / "hostsim.onnx"
+        return loaded
+
+    built = cache.cached("hostsim", key, build, load)
     split_key = stable_hash(
         "error-split",
         key,
         stages.target_key(),
-        spec.preprocess.model_dump(mode="json"),
+        spec.preprocess,
         stages.eval_images().fingerprint(),
         margin_db,
     )
-    with cache.locked("error-split", split_key):
-        data = cache.load_json("error-split", split_key)
-        if data is not None:
-            split = ErrorSplit.from_json(data)
-        else:
-            sim = HostSimRunner(f"{spec.name} (host simulation)", built.model)
-            feeds2 = ((i, f) for i, f, _ in iter_feeds(spec, stages.eval_images(), name, size))
-            with target.session(), progress.task(spec.name, "hostsim split", len(stages.eval_images())) as bar:
-                split = split_error(
-                    spec.name, stages.reference, sim, target, target.tensor_map(), feeds2, margin_db=margin_db, bar=bar
-                )
-            cache.save_json("error-split", split_key, split.to_json())
+
+    def build_split(_folder: Path) -> tuple[ErrorSplit, dict[str, Any]]:
+        sim = HostSimRunner(f"{spec.name} (host simulation)", built.model)
+        feeds2 = ((i, f) for i, f, _ in iter_feeds(spec, stages.eval_images(), name, size))
+        with target.session(), progress.task(spec.name, "hostsim split", len(stages.eval_images())) as bar:
+            split = split_error(
+                spec.name, stages.reference, sim, target, target.tensor_map(), feeds2, margin_db=margin_db, bar=bar
+            )
+        return split, split.to_json()
+
+    split = cache.cached("error-split", split_key, build_split, lambda data, _folder: ErrorSplit.from_json(data))
     report = model_dir(stages.ctx.report_dir, spec.name)
     files = write_error_split(split, report)
     hostsim_json = report / "hostsim.json"
