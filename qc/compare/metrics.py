@@ -48,16 +48,24 @@ def _reason(x: np.ndarray, y: np.ndarray, xx: float, yy: float) -> str | None:
     return None
 
 
-def _finish(n: int, xx: float, yy: float, dd: float, mx: float, reason: str | None) -> PairStats:
-    """Metrics from |x|^2, |y|^2, |x-y|^2 and max|x-y|; <x,y> = (|x|^2 + |y|^2 - |x-y|^2) / 2 (no cancellation
-    for the cosines that matter, those near 1: the numerator is then about 2|x|^2)."""
+def _finish(
+    n: int, xx: float, yy: float, dd: float, mx: float, reason: str | None, xy: float | None = None
+) -> PairStats:
+    """Metrics from |x|^2, |y|^2, |x-y|^2 and max|x-y|; <x,y> = (|x|^2 + |y|^2 - |x-y|^2) / 2 unless given (no
+    cancellation while the norms are alike: the numerator is then about 2|x||y|cos; see :data:`NORM_SPREAD`)."""
     if reason is not None:
         return PairStats(math.nan, math.nan, dd / n if math.isfinite(dd) else math.nan, mx, reason)
     if mx == 0.0:
         return _identical()
-    cosine = max(-1.0, min(1.0, (xx + yy - dd) / (2.0 * math.sqrt(xx) * math.sqrt(yy))))
+    twice_xy = 2.0 * xy if xy is not None else xx + yy - dd
+    cosine = max(-1.0, min(1.0, twice_xy / (2.0 * math.sqrt(xx) * math.sqrt(yy))))
     sqnr = math.inf if dd == 0.0 else 10.0 * math.log10(xx / dd)
     return PairStats(cosine, sqnr, dd / n, mx)
+
+
+NORM_SPREAD = 2.0
+"""(|x|^2 + |y|^2) / (2|x||y|) above which <x,y> is computed directly, in float64: beyond it (norms more than about
+3.7x apart) the derived <x,y> loses more than a digit to the float32 block sums. Identical-norm tensors give 1."""
 
 
 def pair_stats(x: np.ndarray, y: np.ndarray) -> PairStats:
@@ -73,7 +81,11 @@ def pair_stats(x: np.ndarray, y: np.ndarray) -> PairStats:
     with np.errstate(over="ignore", invalid="ignore"):
         xx, yy, dd, mx = _blocked_sums(xf, yf, scratch)
     if all(math.isfinite(s) for s in (xx, yy, dd, mx)) and (mx == 0.0 or (xx != 0.0 and yy != 0.0 and dd != 0.0)):
-        return _finish(n, xx, yy, dd, mx, None)
+        xy = None
+        if mx != 0.0 and (xx + yy) / (2.0 * math.sqrt(xx) * math.sqrt(yy)) > NORM_SPREAD:
+            # norms far apart: the float32 sums' rounding, scaled by |x|^2 + |y|^2, would swamp <x,y>
+            xy = float(np.dot(xf.astype(np.float64), yf.astype(np.float64)))
+        return _finish(n, xx, yy, dd, mx, None, xy)
     # Rare cases: NaN/Inf, one side all zeros, float32 overflow of huge values or underflow of tiny ones.
     return pair_stats_naive(x, y)
 

@@ -107,6 +107,7 @@ def test_huge_values_fall_back_to_float64() -> None:
 
 @settings(max_examples=60, deadline=None)
 @example(np.array([1e-45], np.float32), 0.0)  # subnormal: its float32 square underflows to zero
+@example(np.array([0.00585938] + [0.0] * 63, np.float32), 1.0)  # norms 1,400x apart: <x,y> must not be derived
 @given(
     hnp.arrays(np.float32, st.integers(1, 300), elements=st.floats(-1e3, 1e3, width=32)),
     st.floats(0.0, 1.0),
