@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from qc.cliutil import positive_int
 from qc.config import DeviceSpec, ModelSpec, load_project
 from qc.errors import ConfigError, QcError
 from qc.gates import gate_info
@@ -59,7 +60,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "runs its gate tests even where no test file imports them.",
     )
     group.addoption("--qc-report-dir", default="reports", help="Folder for CSV, JSON and HTML reports.")
-    group.addoption("--qc-images", type=int, default=None, help="Use at most N evaluation images per model.")
+    group.addoption(
+        "--qc-images", type=positive_int, default=None, help="Use at most N (at least 1) evaluation images per model."
+    )
     group.addoption("--qc-refresh", action="store_true", help="Ignore cached stage results and rebuild them.")
     group.addoption("--qc-cache-dir", default=None, help="Stage cache folder (default: $QC_CACHE_DIR or ~/.cache/qc).")
     group.addoption(

@@ -15,6 +15,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.models import tiny_project
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,6 +117,14 @@ def test_images_option_limits_the_evaluation_images(tmp_path: Path) -> None:
     assert images == {2.0}
     green(bench(tmp_path, "-k", SIMILARITY))
     assert float(summary(tmp_path)["tiny"]["images"]) == 5  # without the option: every image of the folder
+
+
+@pytest.mark.parametrize("count", ["0", "-1", "-3"])
+def test_images_option_below_one_is_refused(tmp_path: Path, count: str) -> None:
+    tiny_project(tmp_path, [TINY], eval_images=5)
+    run = bench(tmp_path, "-k", SIMILARITY, "--qc-images", count)
+    assert run.returncode == 4, run.stdout[-3000:] + run.stderr[-2000:]  # a usage error: nothing ran
+    assert "--qc-images: must be at least 1" in run.stderr
 
 
 def test_baseline_by_run_id_and_unknown_run_id(tmp_path: Path) -> None:
