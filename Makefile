@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 REPORTS ?= reports
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps assets bench diagnose test lint typecheck clean
+.PHONY: setup system-deps assets bench diagnose calibrate test lint typecheck clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench: assets
 diagnose: assets
 	mkdir -p $(REPORTS)
 	$(BIN)/python -m pytest benchmarks --qc-diagnose --qc-report-dir $(REPORTS) -k diagnose $(PYTEST_ARGS)
+
+# Fit the label-free agreement thresholds to the labelled budgets: a quantization sweep of every labelled entry
+# (docs/calibration.md, .csv, .svg); counts at the pre-calibration default 0.5 too. Minutes; every variant is cached.
+calibrate: assets
+	$(BIN)/qc calibrate models.yaml --out docs --also 0.5
 
 lint: setup
 	$(BIN)/ruff check .
