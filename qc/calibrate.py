@@ -8,10 +8,11 @@ gates; a variant measured before (same accuracy-stage key) is measured once.
 
 The task says what to relate (:attr:`qc.tasks.base.Task.calibration`): its labelled budget gates (detection:
 ``map_drop``, ``map50_drop``) and its label-free agreement gate (``agreement_ap``). A variant is *over budget*
-when one of its labelled gates fails with the entry's budgets. The fitted threshold of a task is the smallest value
-``t`` on a grid (step 0.01) at which no over-budget variant passes the agreement gate (no false pass); its false
-fails (within budget, yet below ``t``) are counted beside it, as are both counts at the current default and at any
-threshold asked for.
+when the task's first labelled gate fails with the entry's budget (detection: ``map_drop``, the AP@[.5:.95] drop).
+The fitted threshold of a task is the smallest value ``t`` on a grid (step 0.01) at which no over-budget variant
+passes the agreement gate (no false pass); its false fails (within budget, yet below ``t``) are counted beside it,
+as are both counts at the current default and at any threshold asked for. The same fit with every labelled gate as
+the budget (``map50_drop`` too) is reported beside it (``Fit.strict``).
 
 Written to the output folder: ``calibration.csv`` (one row per variant), ``calibration.svg`` (agreement against
 labelled drop, per task, with the budget and the thresholds) and ``calibration.md`` (the fit, the counts and the
@@ -118,13 +119,13 @@ class Point:
     objects: int
     metrics: dict[str, float]
     labelled_failing: list[str]
-    """The labelled budget gates that fail (the variant is over budget when this is not empty)."""
+    """The labelled budget gates that fail."""
     spec: ModelSpec
     outcome: Any = field(repr=False, default=None)
 
-    @property
-    def over_budget(self) -> bool:
-        return bool(self.labelled_failing)
+    def over(self, gates: Sequence[str]) -> bool:
+        """Whether one of the labelled ``gates`` fails: the variant is over that budget."""
+        return any(g in self.labelled_failing for g in gates)
 
 
 @dataclass
@@ -133,16 +134,23 @@ class Fit:
 
     task: str
     calibration: Calibration
+    gates: tuple[str, ...]
+    """The labelled gates whose failure makes a variant over budget (default: the task's first, e.g. map_drop)."""
     threshold: float | None
     """None when no over-budget variant was found (nothing to separate) or when no threshold <= 1 separates."""
     reason: str
-    counts: dict[float, tuple[int, int]]
-    """Threshold -> (false passes, false fails)."""
     points: list[Point]
+    counts: dict[float, tuple[int, int]] = field(default_factory=dict)
+    """Threshold -> (false passes, false fails)."""
+    strict: Fit | None = None
+    """The same fit with every labelled gate of the task as the budget (reported beside it)."""
+
+    def over_budget(self, point: Point) -> bool:
+        return point.over(self.gates)
 
     @property
-    def over_budget(self) -> int:
-        return sum(p.over_budget for p in self.points)
+    def over_budget_count(self) -> int:
+        return sum(self.over_budget(p) for p in self.points)
 
 
 @dataclass
@@ -244,42 +252,50 @@ def measure(
             points[key] = point
             if progress is not None:
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-                over = f"over budget ({', '.join(failing)})" if failing else "within budget"
+                over = f"labelled gates failing: {', '.join(failing)}" if failing else "every labelled gate passes"
                 progress(f"{spec.name} [{i}/{len(settings)}] {setting.label()}: {shown}; {over}")
     return list(points.values()), skipped
 
 
-def counts_at(points: Iterable[Point], calibration: Calibration, value: float) -> tuple[int, int]:
-    """(false passes, false fails) of the agreement gate at threshold ``value``, by the task's own verdicts."""
+def counts_at(
+    points: Iterable[Point], calibration: Calibration, value: float, gates: Sequence[str] | None = None
+) -> tuple[int, int]:
+    """(false passes, false fails) of the agreement gate at threshold ``value``, by the task's own verdicts; over
+    budget means one of ``gates`` fails (default: the task's first budget gate)."""
+    gates = gates if gates is not None else (calibration.budgets[0].gate,)
     false_pass = false_fail = 0
     for p in points:
         passes = gate_passes(p, calibration.agreement.gate, calibration.agreement.threshold, value)
-        false_pass += passes and p.over_budget
-        false_fail += (not passes) and not p.over_budget
+        false_pass += passes and p.over(gates)
+        false_fail += (not passes) and not p.over(gates)
     return false_pass, false_fail
 
 
-def fit(task: str, points: list[Point], calibration: Calibration, *, step: float = STEP) -> Fit:
-    """The smallest threshold on the ``step`` grid with no false pass (see the module docstring)."""
-    bad = [p for p in points if p.over_budget]
+def fit(
+    task: str,
+    points: list[Point],
+    calibration: Calibration,
+    *,
+    gates: Sequence[str] | None = None,
+    step: float = STEP,
+) -> Fit:
+    """The smallest threshold on the ``step`` grid with no false pass (see the module docstring); over budget means
+    one of ``gates`` fails (default: the task's first budget gate, e.g. ``map_drop``)."""
+    chosen = tuple(gates) if gates is not None else (calibration.budgets[0].gate,)
+    bad = [p for p in points if p.over(chosen)]
     agreement = calibration.agreement
     values = [p.metrics.get(agreement.metric, math.nan) for p in bad]
     finite = [v for v in values if math.isfinite(v)]
     if not bad:
-        return Fit(task, calibration, None, "no variant is over budget: the set cannot tell a bad variant", {}, points)
+        why = f"no variant fails {list(chosen)}: the set holds no over-budget variant to separate"
+        return Fit(task, calibration, chosen, None, why, points)
     start = math.floor(max(finite) / step + 1e-9) + 1 if finite else 0
     for k in range(start, round(1 / step) + 1):
         value = round(k * step, 10)
-        if counts_at(bad, calibration, value)[0] == 0:
-            return Fit(task, calibration, value, f"smallest multiple of {step:g} with no false pass", {}, points)
-    return Fit(
-        task,
-        calibration,
-        None,
-        f"no {agreement.threshold} <= 1 keeps every over-budget variant from passing {agreement.gate}",
-        {},
-        points,
-    )
+        if counts_at(bad, calibration, value, chosen)[0] == 0:
+            return Fit(task, calibration, chosen, value, f"smallest multiple of {step:g} with no false pass", points)
+    why = f"no {agreement.threshold} <= 1 keeps every over-budget variant from passing {agreement.gate}"
+    return Fit(task, calibration, chosen, None, why, points)
 
 
 def calibrate(
@@ -302,12 +318,18 @@ def calibrate(
         mine = [p for p in points if p.task == task]
         calibration = _task_calibration(mine[0].spec)
         result = fit(task, mine, calibration, step=step)
+        every = tuple(b.gate for b in calibration.budgets)
+        if every != result.gates:
+            result.strict = fit(task, mine, calibration, gates=every, step=step)
         shown = {float(v) for v in also}
         shown.add(_default(calibration.agreement.threshold))
         shown.update(float(getattr(p.spec.thresholds, calibration.agreement.threshold)) for p in mine)
-        if result.threshold is not None:
-            shown.add(result.threshold)
-        result.counts = {v: counts_at(mine, calibration, v) for v in sorted(shown)}
+        for f in (result, result.strict):
+            if f is not None and f.threshold is not None:
+                shown.add(f.threshold)
+        for f in (result, result.strict):
+            if f is not None:
+                f.counts = {v: counts_at(mine, calibration, v, f.gates) for v in sorted(shown)}
         fits.append(result)
     return CalibrationRun(fits, skipped)
 
@@ -344,7 +366,8 @@ def table_rows(run: CalibrationRun) -> list[dict[str, str]]:
             for b in f.calibration.budgets:
                 row[b.metric] = _fmt(p.metrics.get(b.metric, math.nan))
             row[agreement.metric] = _fmt(p.metrics.get(agreement.metric, math.nan))
-            row["labelled_verdict"] = "over budget: " + " ".join(p.labelled_failing) if p.over_budget else "within"
+            row["labelled_failing"] = " ".join(p.labelled_failing) or "none"
+            row["over_budget"] = "yes" if f.over_budget(p) else "no"
             if f.threshold is not None:
                 row["agreement_at_fit"] = (
                     "pass" if gate_passes(p, agreement.gate, agreement.threshold, f.threshold) else "fail"
@@ -437,16 +460,49 @@ def write_svg(run: CalibrationRun, path: Path) -> Path:
             y = p.metrics.get(agreement.metric, math.nan)
             cx = sx(x) if math.isfinite(x) else x1 - 4
             cy = sy(y) if math.isfinite(y) else y0
-            colour = "#cf222e" if p.over_budget else "#0969da"
+            colour = "#cf222e" if f.over_budget(p) else ("#bc4c00" if p.labelled_failing else "#0969da")
             parts.append(
                 f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="{colour}" fill-opacity="0.7">'
                 f"<title>{escape(p.variant)}</title></circle>"
             )
-        parts.append(f'<text x="{x0 + 6}" y="{y1 + 12}" fill="#cf222e">red: over budget</text>')
-        parts.append(f'<text x="{x0 + 6}" y="{y1 + 26}" fill="#0969da">blue: within budget</text>')
+        legend = [
+            ("#cf222e", f"over budget ({' or '.join(f.gates)} fails)"),
+            ("#bc4c00", "within it, another labelled gate fails"),
+            ("#0969da", "every labelled gate passes"),
+        ]
+        for k, (colour, text) in enumerate(legend):
+            parts.append(f'<text x="{x0 + 6}" y="{y1 + 12 + 14 * k}" fill="{colour}">{escape(text)}</text>')
     parts.append("</svg>")
     atomic_write_text(path, "\n".join(parts) + "\n")
     return path
+
+
+def _fit_sentence(f: Fit, verb: str) -> str:
+    name = f.calibration.agreement.threshold
+    if f.threshold is None:
+        return f"**No `{name}` fitted**: {f.reason} ({len(f.points)} variants)."
+    fp, ff = f.counts[f.threshold]
+    return (
+        f"**{verb} `{name}` = {f.threshold:g}** ({f.reason}): {fp} false pass(es), {ff} false fail(s) among "
+        f"{len(f.points)} variants, {f.over_budget_count} of them over budget ({' or '.join(f.gates)} fails)."
+    )
+
+
+def _counts_table(f: Fit) -> list[str]:
+    name = f.calibration.agreement.threshold
+    default = _default(name)
+    configured = {float(getattr(p.spec.thresholds, name)) for p in f.points}
+    out = [f"| `{name}` | false passes | false fails | which |", "|---|---|---|---|"]
+    for value, (fp, ff) in sorted(f.counts.items()):
+        which = []
+        if value == f.threshold:
+            which.append("fitted")
+        if value == default:
+            which.append("current default")
+        if value in configured:
+            which.append("set in the entries")
+        out.append(f"| {value:g} | {fp} | {ff} | {', '.join(which) or 'asked (--also)'} |")
+    return out
 
 
 def _md_table(rows: list[dict[str, str]], columns: Sequence[str]) -> list[str]:
@@ -468,10 +524,11 @@ def markdown(run: CalibrationRun, command: str, svg: str) -> str:
         "labelled models.yaml entry is re-quantized with a sweep of settings (per-channel or per-tensor weights x",
         "activation quantizer tf / enhanced / symmetric x 8 / 16-bit activations x 32 / 8-bit biases x the entry's",
         "`float_downstream_of` or none), each variant runs through the normal cached stages, and its labelled drops",
-        "and its agreement are recorded. A variant is **over budget** when one of its labelled gates fails with the",
-        "entry's budgets. The fitted threshold is the smallest value on a 0.01 grid at which no over-budget variant",
-        "passes the agreement gate (**no false pass**); a **false fail** is a variant within budget that the",
-        "agreement gate fails at that threshold.",
+        "and its agreement are recorded. A variant is **over budget** when the task's first labelled gate fails",
+        "with the entry's budget (detection: `map_drop`, AP@[.5:.95] drop over `max_map_drop`). The fitted threshold",
+        "is the smallest value on a 0.01 grid at which no over-budget variant passes the agreement gate (**no false",
+        "pass**); a **false fail** is a variant within budget that the agreement gate fails at that threshold. The",
+        "same fit with every labelled gate as the budget (detection: `map50_drop` too) is reported beside it.",
         "",
     ]
     rows = table_rows(run)
@@ -484,40 +541,24 @@ def markdown(run: CalibrationRun, command: str, svg: str) -> str:
             for b in f.calibration.budgets
         )
         lines += [f"## {f.task}: `{agreement.threshold}`", ""]
-        if f.threshold is not None:
-            fp, ff = f.counts[f.threshold]
-            lines.append(
-                f"**Fitted `{agreement.threshold}` = {f.threshold:g}** ({f.reason}): {fp} false pass(es), {ff} false "
-                f"fail(s) among {len(f.points)} variants, {f.over_budget} of them over budget."
-            )
-        else:
-            lines.append(f"**No threshold fitted**: {f.reason} ({len(f.points)} variants).")
+        lines += [_fit_sentence(f, "Fitted"), ""]
         lines += [
-            "",
             f"Budgets (labelled gates): {budgets}. Label-free gate: `{agreement.gate}` (`{agreement.metric}` at least "
             f"`{agreement.threshold}`). Measured on {images} labelled images with {objects} labelled objects.",
             "",
-            f"| `{agreement.threshold}` | false passes | false fails | which |",
-            "|---|---|---|---|",
+            *_counts_table(f),
         ]
-        default = _default(agreement.threshold)
-        configured = {float(getattr(p.spec.thresholds, agreement.threshold)) for p in f.points}
-        for value, (fp, ff) in sorted(f.counts.items()):
-            which = []
-            if value == f.threshold:
-                which.append("fitted")
-            if value == default:
-                which.append("current default")
-            if value in configured:
-                which.append("set in the entries")
-            lines.append(f"| {value:g} | {fp} | {ff} | {', '.join(which) or 'asked (--also)'} |")
+        if f.strict is not None:
+            lines += ["", f"With every labelled gate as the budget ({', '.join(f'`{g}`' for g in f.strict.gates)}):"]
+            lines += ["", _fit_sentence(f.strict, "It would fit"), "", *_counts_table(f.strict)]
         lines += ["", f"![{agreement.metric} against the labelled drop]({svg})", ""]
         mine = [r for r in rows if r["task"] == f.task]
         columns = [
             "variant",
             *(b.metric for b in f.calibration.budgets),
             agreement.metric,
-            "labelled_verdict",
+            "labelled_failing",
+            "over_budget",
             *(["agreement_at_fit"] if f.threshold is not None else []),
             "models",
         ]

@@ -190,13 +190,19 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         command=command,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
-    for fit in run.fits:
-        field = fit.calibration.agreement.threshold
-        if fit.threshold is None:
-            print(f"{fit.task}: no {field} fitted: {fit.reason}")
-        for value, (false_pass, false_fail) in sorted(fit.counts.items()):
-            mark = " (fitted)" if value == fit.threshold else ""
-            print(f"{fit.task}: {field} {value:g}{mark}: {false_pass} false pass(es), {false_fail} false fail(s)")
+    for main_fit in run.fits:
+        for fit in (main_fit, main_fit.strict):
+            if fit is None:
+                continue
+            field, over = fit.calibration.agreement.threshold, " or ".join(fit.gates)
+            if fit.threshold is None:
+                print(f"{fit.task} (over budget: {over} fails): no {field} fitted: {fit.reason}")
+            for value, (false_pass, false_fail) in sorted(fit.counts.items()):
+                mark = " (fitted)" if value == fit.threshold else ""
+                print(
+                    f"{fit.task} (over budget: {over} fails): {field} {value:g}{mark}: {false_pass} false pass(es), "
+                    f"{false_fail} false fail(s)"
+                )
     for reason in run.skipped:
         print(f"skipped: {reason}")
     print("written: " + ", ".join(str(p) for p in run.written))

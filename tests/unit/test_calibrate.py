@@ -32,10 +32,11 @@ def _scores(ap: float, ap50: float) -> CocoScores:
     return CocoScores(ap, ap50, ap, ap)
 
 
-def _point(spec: ModelSpec, name: str, drop: float, agreement: float) -> cal.Point:
-    """A variant whose AP and AP50 drop by ``drop`` (NaN: no detections) with ``agreement`` (NaN: undefined)."""
+def _point(spec: ModelSpec, name: str, drop: float, agreement: float, drop50: float | None = None) -> cal.Point:
+    """A variant whose AP drops by ``drop`` (NaN: no detections), AP50 by ``drop50`` (default the same), with
+    ``agreement`` (NaN: undefined)."""
     reference = _scores(0.5, 0.7)
-    target = _scores(0.5 - drop, 0.7 - drop)
+    target = _scores(0.5 - drop, 0.7 - (drop if drop50 is None else drop50))
     result = AccuracyResult(4, True, reference, target, _scores(agreement, agreement))
     task = DetectionTask(spec)
     failing = [b.gate for b in DetectionTask.calibration.budgets if not task.check(b.gate, result).passed]
@@ -72,21 +73,28 @@ def test_fit_is_the_smallest_threshold_without_a_false_pass(spec: ModelSpec) -> 
         _point(spec, "bad-close", 0.05, 0.831),
         _point(spec, "bad-far", 0.3, 0.40),
         _point(spec, "bad-empty", math.nan, math.nan),
+        _point(spec, "ap50-only", 0.01, 0.89, drop50=0.05),
     ]
-    assert [p.over_budget for p in points] == [False, False, True, True, True]
     fit = cal.fit("detection", points, DetectionTask.calibration)
+    assert fit.gates == ("map_drop",)
+    assert [fit.over_budget(p) for p in points] == [False, False, True, True, True, False]
     assert fit.threshold == pytest.approx(0.84)
     assert cal.counts_at(points, DetectionTask.calibration, 0.84) == (0, 1)  # good-low fails: a false fail
     assert cal.counts_at(points, DetectionTask.calibration, 0.83) == (1, 1)  # bad-close passes at 0.83
     assert cal.counts_at(points, DetectionTask.calibration, 0.5) == (1, 0)
-    assert fit.over_budget == 3
+    assert fit.over_budget_count == 3
+    # with the AP50 budget too, the variant only AP50 condemns must fail the agreement gate as well
+    every = ("map_drop", "map50_drop")
+    strict = cal.fit("detection", points, DetectionTask.calibration, gates=every)
+    assert strict.threshold == pytest.approx(0.9)
+    assert cal.counts_at(points, DetectionTask.calibration, 0.9, every) == (0, 1)
 
 
 def test_no_fit_without_a_bad_variant_or_when_nothing_separates_them(spec: ModelSpec) -> None:
     good = [_point(spec, "good", 0.0, 0.9)]
     fit = cal.fit("detection", good, DetectionTask.calibration)
     assert fit.threshold is None
-    assert "no variant is over budget" in fit.reason
+    assert "no variant fails ['map_drop']" in fit.reason
     perfect_but_bad = [*good, _point(spec, "bad", 0.2, 1.0)]
     fit = cal.fit("detection", perfect_but_bad, DetectionTask.calibration)
     assert fit.threshold is None
@@ -94,24 +102,37 @@ def test_no_fit_without_a_bad_variant_or_when_nothing_separates_them(spec: Model
 
 
 def test_outputs_table_plot_and_markdown_state_the_counts(spec: ModelSpec, tmp_path: Path) -> None:
-    points = [_point(spec, "good", 0.0, 0.95), _point(spec, "bad", 0.05, 0.70), _point(spec, "empty", math.nan, 0)]
+    points = [
+        _point(spec, "good", 0.0, 0.95),
+        _point(spec, "ap50-only", 0.0, 0.9, drop50=0.1),
+        _point(spec, "bad", 0.05, 0.70),
+        _point(spec, "empty", math.nan, 0),
+    ]
     fit = cal.fit("detection", points, DetectionTask.calibration)
     assert fit.threshold == pytest.approx(0.71)
     fit.counts = {v: cal.counts_at(points, DetectionTask.calibration, v) for v in (0.5, 0.71)}
+    every = ("map_drop", "map50_drop")
+    fit.strict = cal.fit("detection", points, DetectionTask.calibration, gates=every)
+    fit.strict.counts = {v: cal.counts_at(points, DetectionTask.calibration, v, every) for v in (0.5, 0.71, 0.91)}
     run = cal.CalibrationRun([fit], ["other: no labels"])
     written = cal.write_outputs(run, tmp_path / "out", "qc calibrate models.yaml --out=out")
     assert [p.name for p in written] == ["calibration.csv", "calibration.svg", "calibration.md"]
     rows = list(csv.DictReader((tmp_path / "out/calibration.csv").open()))
-    assert [r["variant"] for r in rows] == ["good", "bad", "empty"]  # by agreement, highest first
-    assert [r["agreement_at_fit"] for r in rows] == ["pass", "fail", "fail"]
-    assert rows[1]["labelled_verdict"] == "over budget: map_drop map50_drop"
-    assert rows[2]["ap_drop"] == "nan"
+    assert [r["variant"] for r in rows] == ["good", "ap50-only", "bad", "empty"]  # by agreement, highest first
+    assert [r["agreement_at_fit"] for r in rows] == ["pass", "pass", "fail", "fail"]
+    assert [r["over_budget"] for r in rows] == ["no", "no", "yes", "yes"]
+    assert rows[1]["labelled_failing"] == "map50_drop"
+    assert rows[2]["labelled_failing"] == "map_drop map50_drop"
+    assert rows[3]["ap_drop"] == "nan"
     svg = ET.parse(tmp_path / "out/calibration.svg").getroot()
-    assert len(svg.findall(".//{http://www.w3.org/2000/svg}circle")) == 3
+    assert len(svg.findall(".//{http://www.w3.org/2000/svg}circle")) == 4
     md = (tmp_path / "out/calibration.md").read_text()
     assert "**Fitted `min_agreement_ap` = 0.71**" in md
-    assert "0 false pass(es), 0 false fail(s) among 3 variants, 2 of them over budget" in md
+    assert "0 false pass(es), 0 false fail(s) among 4 variants, 2 of them over budget (map_drop fails)" in md
     assert "| 0.5 | 1 | 0 |" in md
+    assert "**It would fit `min_agreement_ap` = 0.91**" in md
+    assert "3 of them over budget (map_drop or map50_drop fails)" in md
+    assert "| 0.71 | 1 | 0 | asked (--also) |" in md
     assert "small calibration set" in md
     assert "qc calibrate my-models.yaml" in md
     assert "- other: no labels" in md
