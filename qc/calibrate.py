@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
-from qc.config import ModelSpec, OrtInt8Target, Thresholds
+from qc.config import ModelSpec, OrtInt8Target, QuantSettings, Thresholds
 from qc.errors import ConfigError
 from qc.tasks.base import Calibration
 
@@ -82,9 +82,10 @@ class Setting:
         }
 
 
-def settings_for(spec: ModelSpec) -> list[Setting]:
-    """The sweep of one entry: :data:`SWEEP` x ``float_downstream_of`` in (none, the entry's own), deduplicated."""
-    own = tuple(getattr(spec.target, "float_downstream_of", ()))
+def settings_for(base: QuantSettings | None) -> list[Setting]:
+    """The sweep of one entry whose target quantizes with ``base`` (:meth:`qc.targets.base.Target.requantize`;
+    None for a target compared as it is): :data:`SWEEP` x ``float_downstream_of`` in (none, the entry's own)."""
+    own = base.float_downstream_of if base is not None else ()
     downstream = list(dict.fromkeys([(), own]))
     out = []
     for pc, quantizer, bits, bias, fdo in itertools.product(*SWEEP.values(), downstream):
@@ -92,12 +93,11 @@ def settings_for(spec: ModelSpec) -> list[Setting]:
     return out
 
 
-def variant_spec(spec: ModelSpec, setting: Setting) -> ModelSpec:
-    """The entry quantized with ``setting`` on the host (``ort-int8``): other settings of the target are kept."""
-    if isinstance(spec.target, OrtInt8Target):
-        target = spec.target.model_copy(update=setting.update())
-    else:
-        target = OrtInt8Target(kind="ort-int8", **setting.update())
+def variant_spec(spec: ModelSpec, setting: Setting, base: QuantSettings | None = None) -> ModelSpec:
+    """The entry quantized with ``setting`` on the host (``ort-int8``); the other quantization settings of ``base``
+    (the entry's own, when its target re-quantizes) are kept."""
+    kept = {k: getattr(base, k) for k in QuantSettings.model_fields} if base is not None else {}
+    target = OrtInt8Target(kind="ort-int8", **{**kept, **setting.update()})
     name = f"{spec.name}-cal-{setting.label()}".replace("+float:", "-float-").replace(",", "-")
     return spec.model_copy(update={"target": target, "name": name, "expect": "pass", "gates": None})
 
@@ -222,9 +222,10 @@ def measure(
         calibration = _task_calibration(spec)
         images = stages.eval_images()
         coco = images.coco or {}
-        settings = settings_for(spec)
+        base = stages.target_impl().requantize()
+        settings = settings_for(base)
         for i, setting in enumerate(settings, 1):
-            vspec = variant_spec(spec, setting)
+            vspec = variant_spec(spec, setting, base)
             variant = ModelStages(vspec, ctx)
             try:
                 key = variant.accuracy_key()

@@ -47,14 +47,16 @@ def _point(spec: ModelSpec, name: str, drop: float, agreement: float, drop50: fl
 
 
 def test_the_sweep_covers_every_setting_once_and_keeps_the_rest_of_the_target(spec: ModelSpec) -> None:
-    settings = cal.settings_for(spec)
+    assert isinstance(spec.target, OrtInt8Target)
+    settings = cal.settings_for(spec.target)
     assert len(settings) == 24  # 2 x 3 x 2 x 2, and float_downstream_of only "none" (the entry has none)
     assert len({s.label() for s in settings}) == 24
+    assert len(cal.settings_for(None)) == 24  # a target compared as it is: the same sweep from the reference
     target = spec.target.model_copy(update={"float_downstream_of": ("head",), "float_nodes": ("keep",)})
     decoded = spec.model_copy(update={"target": target})
-    settings = cal.settings_for(decoded)
+    settings = cal.settings_for(target)
     assert len(settings) == 48
-    variant = cal.variant_spec(decoded, settings[-1])
+    variant = cal.variant_spec(decoded, settings[-1], target)
     assert isinstance(variant.target, OrtInt8Target)
     assert variant.target.float_nodes == ("keep",)  # what the sweep does not vary stays as configured
     assert variant.target.float_downstream_of == settings[-1].float_downstream_of
