@@ -46,21 +46,16 @@ ACCURACY_GATES = tuple(g for g in ADVICE_GATES if gates.gate_info(g).needs == "a
 def goal_gates(spec: ModelSpec, labelled: bool) -> tuple[str, ...]:
     """The gates the advice must make pass.
 
-    With a task and labels, the task's labelled budget gates that apply (AP drop budgets): what detection quality
-    needs, measured. Without labels (or when the entry runs none of them), the label-free gates (agreement AP): the
-    stand-in calibrated to those budgets (``qc calibrate``), which with labels at hand is verified and reported but
-    not aimed at (its calibrated threshold has false fails: variants within budget below it). Without a task, the
-    output cosine and SQNR gates on every output and declared slice. An explicit ``diagnose.advice_gates`` wins.
+    With a task, the accuracy gates that apply (AP drop budgets with labels, agreement AP): what detection
+    quality needs. Without a task, the output cosine and SQNR gates on every output and declared slice. An
+    explicit ``diagnose.advice_gates`` (when the entry has that setting) wins.
     """
     explicit = spec.diagnose.advice_gates
     if explicit:
         return tuple(g for g in explicit if spec.applies(g))
     if spec.task is not None:
-        wanted = [g for g in gates.gates_needing("accuracy", task=spec.task.kind) if spec.applies(g)]
-        measured = tuple(g for g in wanted if gates.gate_info(g).labels)
-        if labelled and measured:
-            return measured
-        return tuple(g for g in wanted if not gates.gate_info(g).labels)
+        wanted = gates.gates_needing("accuracy", task=spec.task.kind)
+        return tuple(g for g in wanted if spec.applies(g) and (labelled or not gates.gate_info(g).labels))
     return tuple(g for g in OUTPUT_GATES if spec.applies(g))
 
 
