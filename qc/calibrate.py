@@ -447,8 +447,10 @@ def write_svg(run: CalibrationRun, path: Path) -> Path:
         bx = sx(budget_value)
         parts.append(f'<line x1="{bx}" y1="{y1}" x2="{bx}" y2="{y0}" stroke="#888" stroke-dasharray="4 3"/>')
         parts.append(f'<text x="{bx + 3}" y="{y1 + 12}" fill="#666">{escape(budget.threshold)} {budget_value:g}</text>')
-        lines = [(f.threshold, "#1a7f37", "fitted")] if f.threshold is not None else []
-        lines.append((_default(agreement.threshold), "#9a6700", "default"))
+        default = _default(agreement.threshold)
+        lines = [(f.threshold, "#1a7f37", "fitted" + (" = default" if f.threshold == default else ""))]
+        if f.threshold != default:
+            lines.append((default, "#9a6700", "default"))
         for value, colour, what in lines:
             if value is None:
                 continue
@@ -472,7 +474,7 @@ def write_svg(run: CalibrationRun, path: Path) -> Path:
             ("#0969da", "every labelled gate passes"),
         ]
         for k, (colour, text) in enumerate(legend):
-            parts.append(f'<text x="{x0 + 6}" y="{y1 + 12 + 14 * k}" fill="{colour}">{escape(text)}</text>')
+            parts.append(f'<text x="{x0 + 6}" y="{y0 - 34 + 14 * k}" fill="{colour}">{escape(text)}</text>')
     parts.append("</svg>")
     atomic_write_text(path, "\n".join(parts) + "\n")
     return path
