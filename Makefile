@@ -11,7 +11,7 @@ SHARD ?= 1
 RUN_GROUP ?=
 SPLIT_PLAN ?= $(REPORTS)/split-plan.json
 
-.PHONY: setup system-deps assets bench plan-shards bench-shard diagnose test lint typecheck clean
+.PHONY: setup system-deps assets bench plan-shards bench-shard diagnose calibrate test lint typecheck clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ bench-shard: assets
 diagnose: assets
 	mkdir -p $(REPORTS)
 	$(BIN)/python -m pytest benchmarks --qc-diagnose --qc-report-dir $(REPORTS) -k diagnose $(PYTEST_ARGS)
+
+# Fit the label-free agreement thresholds to the labelled budgets: a quantization sweep of every labelled entry
+# (docs/calibration.md, .csv, .svg); counts at the pre-calibration default 0.5 too. Minutes; every variant is cached.
+calibrate: assets
+	$(BIN)/qc calibrate models.yaml --out docs --also 0.5
 
 lint: setup
 	$(BIN)/ruff check .

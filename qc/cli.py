@@ -175,6 +175,44 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import shlex
+
+    from qc.calibrate import main as calibrate
+
+    command = "qc calibrate " + shlex.join(
+        [args.models, *(f"--model={m}" for m in args.model or ()), f"--out={args.out}"]
+    )
+    command += "".join(f" --also={v:g}" for v in args.also or ())
+    run = calibrate(
+        Path(args.models),
+        args.model or [],
+        Path(args.out),
+        images=args.images,
+        also=args.also or (),
+        step=args.step,
+        command=command,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    for main_fit in run.fits:
+        for fit in (main_fit, main_fit.strict):
+            if fit is None:
+                continue
+            field, over = fit.calibration.agreement.threshold, " or ".join(fit.gates)
+            if fit.threshold is None:
+                print(f"{fit.task} (over budget: {over} fails): no {field} fitted: {fit.reason}")
+            for value, (false_pass, false_fail) in sorted(fit.counts.items()):
+                mark = " (fitted)" if value == fit.threshold else ""
+                print(
+                    f"{fit.task} (over budget: {over} fails): {field} {value:g}{mark}: {false_pass} false pass(es), "
+                    f"{false_fail} false fail(s)"
+                )
+    for reason in run.skipped:
+        print(f"skipped: {reason}")
+    print("written: " + ", ".join(str(p) for p in run.written))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qc", description="Quantization checker for edge NN accelerators.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -227,6 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--last", type=run_count, default=10, help="the last N runs, N >= 1 (default 10)")
     p.set_defaults(func=_cmd_history)
+    p = sub.add_parser(
+        "calibrate", help="fit the label-free agreement thresholds to the labelled budgets (a quantization sweep)"
+    )
+    p.add_argument("models", nargs="?", default="models.yaml")
+    p.add_argument("--model", action="append", help="only this entry (repeatable; default: every labelled entry)")
+    p.add_argument("--out", default="docs", help="folder for calibration.md/.csv/.svg (default: docs)")
+    p.add_argument("--images", type=positive_int, default=None, help="use at most N evaluation images (N >= 1)")
+    p.add_argument("--also", type=float, action="append", help="also count false passes/fails at this threshold")
+    p.add_argument("--step", type=float, default=0.01, help="grid of the fitted threshold (default 0.01)")
+    p.set_defaults(func=_cmd_calibrate)
     add_diagnose_parser(sub)
     add_hostsim_parser(sub)
     add_merge_parser(sub)

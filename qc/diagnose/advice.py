@@ -332,3 +332,86 @@ def write_text(path: Path, text: str) -> Path:
 
     atomic_write_text(path, text)
     return path
+
+
+# -- what the advice aims at, and what it leaves failing -----------------------------------------------------
+
+
+def goal_targets(spec: ModelSpec, goal: Sequence[str]) -> list[str]:
+    """Each goal gate with the threshold it aims at, read from the entry's thresholds (never a constant).
+
+    A task's agreement gate says whether its threshold is the calibrated default (``qc calibrate``,
+    docs/calibration.md) or the entry's own value.
+    """
+    from qc.tasks import task_class
+
+    out: list[str] = []
+    thresholds = spec.thresholds
+    calibration = None
+    if spec.task is not None:
+        calibration = getattr(task_class(spec.task.kind), "calibration", None)
+    for gate in goal:
+        text = gate
+        if calibration is not None and gate == calibration.agreement.gate:
+            name = calibration.agreement.threshold
+            origin = "set in the entry" if name in thresholds.model_fields_set else "the calibrated default"
+            text = f"{gate} ({calibration.agreement.metric} >= {name} {getattr(thresholds, name):g}, {origin})"
+        elif calibration is not None and gate in {b.gate for b in calibration.budgets}:
+            budget = next(b for b in calibration.budgets if b.gate == gate)
+            text = f"{gate} ({budget.metric} <= {budget.threshold} {getattr(thresholds, budget.threshold):g})"
+        elif gate == "output_cosine":
+            text = f"{gate} (cosine >= output_cosine {thresholds.output_cosine:g} or its per-tensor override)"
+        elif gate == "output_sqnr":
+            text = f"{gate} (SQNR >= output_sqnr_db {thresholds.output_sqnr_db:g} dB or its per-tensor override)"
+        out.append(text)
+    return out
+
+
+def still_failing(verdicts: Sequence[GateVerdict]) -> str:
+    """A sentence naming every gate that fails in ``verdicts`` (goal or not), or saying that none does."""
+    failing = [v for v in verdicts if not v.passed]
+    if not failing:
+        return f"no gate of the {len(verdicts)} verified fails."
+    return f"{len(failing)} of {len(verdicts)} verified gates still fail: " + "; ".join(
+        f"{v.gate} ({v.message})" for v in failing
+    )
+
+
+def advice_message(
+    spec: ModelSpec,
+    goal: Sequence[str],
+    *,
+    baseline: Sequence[GateVerdict],
+    chosen: Sequence[str] = (),
+    verification: Verification | None = None,
+    candidates: int = 0,
+) -> str:
+    """The diagnosis' conclusion: what it aimed at (the thresholds, from the entry) and what it advises, and in
+    every case which gates still fail afterwards (after the advised change; with no change, as configured)."""
+    settings = spec.diagnose
+    aim = "; ".join(goal_targets(spec, goal))
+    if not goal:
+        return f"{spec.name}: no gate to aim at (the entry runs none of {list(ADVICE_GATES)})."
+    base_goal = [v for v in baseline if v.gate in goal]
+    if verification is None:
+        if all(v.passed for v in base_goal):
+            return (
+                f"{spec.name}: passes its goal gates as configured [{aim}]; nothing to keep in higher precision. "
+                f"As configured, {still_failing(baseline)}"
+            )
+        return (
+            f"{spec.name}: fails {[v.gate for v in base_goal if not v.passed]} of its goal [{aim}] and no layer could "
+            f"be tried (max_float_layers {settings.max_float_layers}, {candidates} candidate(s)). As configured, "
+            f"{still_failing(baseline)}"
+        )
+    after = f"After the advised change, {still_failing(verification.verdicts)}"
+    if verification.passed:
+        passed = summarize([v for v in verification.verdicts if v.gate in goal])
+        return (
+            f"{spec.name}: keep {len(chosen)} layer(s) in {settings.advice_precision} ({', '.join(chosen)}): the "
+            f"verified variant passes its goal [{aim}] ({passed}). {after}"
+        )
+    return (
+        f"{spec.name}: no set of at most {settings.max_float_layers} layer(s) among {candidates} candidate(s) makes "
+        f"its goal [{aim}] pass; the largest tried ({', '.join(chosen)}) is reported. {after}"
+    )

@@ -24,6 +24,7 @@ from qc.diagnose.advice import (
     GateVerdict,
     Trial,
     Verification,
+    advice_message,
     goal_gates,
     greedy_keep,
     int16_encodings,
@@ -287,13 +288,8 @@ def advise(
     goal = list(goal_gates(spec, labelled))
     base_goal = [v for v in baseline if v.gate in goal]
     advice = Advice(model=spec.name, precision=settings.advice_precision, goal=goal, baseline=base_goal, needed=False)
-    if not goal:
-        advice.message = f"{spec.name}: no gate to aim at (the entry runs none of {list(ADVICE_GATES)})."
-        return advice
-    if all(v.passed for v in base_goal):
-        advice.message = (
-            f"{spec.name}: passes its goal gates {goal} as configured; nothing to keep in higher precision."
-        )
+    if not goal or all(v.passed for v in base_goal):
+        advice.message = advice_message(spec, goal, baseline=baseline)
         return advice
     advice.needed = True
     ranking = diagnosis.sensitivity.ranking() if diagnosis.sensitivity is not None else []
@@ -332,10 +328,7 @@ def advise(
     advice.layers = list(chosen)
     advice.tensors = [t for n in chosen for t in outputs_of.get(n, [])]
     if not chosen:
-        advice.message = (
-            f"{spec.name}: fails {[v.gate for v in base_goal if not v.passed]} and no layer could be tried "
-            f"(max_float_layers {settings.max_float_layers}, {len(advice.candidates)} candidate(s))."
-        )
+        advice.message = advice_message(spec, goal, baseline=baseline, candidates=len(advice.candidates))
         return advice
     advice.verification = verify(
         stages, variants, variant_of(chosen), list(chosen), advice.tensors, goal, settings.advice_precision
@@ -358,17 +351,9 @@ def advise(
         what=f"{len(advice.tensors)} tensor(s) at 16-bit activations" if int16 else "",
         int16_tensors=advice.tensors if int16 else (),
     )
-    if ver.passed:
-        advice.message = (
-            f"{spec.name}: keep {len(chosen)} layer(s) in {settings.advice_precision} ({', '.join(chosen)}): the "
-            f"verified variant passes {goal} ({summarize([v for v in ver.verdicts if v.gate in goal])})."
-        )
-    else:
-        failing = "; ".join(v.message for v in ver.failing())
-        advice.message = (
-            f"{spec.name}: no set of at most {settings.max_float_layers} layer(s) among {len(advice.candidates)} "
-            f"candidate(s) makes {goal} pass; the largest tried ({', '.join(chosen)}) still fails: {failing}"
-        )
+    advice.message = advice_message(
+        spec, goal, baseline=baseline, chosen=chosen, verification=ver, candidates=len(advice.candidates)
+    )
     return advice
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -37,6 +38,31 @@ class Collector(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class GateMetric:
+    """One gate of a task for the calibration (``qc calibrate``): the metric it reads and its threshold field."""
+
+    gate: str
+    """The gate's registry name, e.g. ``map_drop``."""
+    metric: str
+    """The key of the value in :meth:`Task.calibration_metrics`, e.g. ``ap_drop``."""
+    threshold: str
+    """The :class:`qc.config.Thresholds` field the gate compares it with, e.g. ``max_map_drop``."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How ``qc calibrate`` relates a task's labelled budget gates to its label-free agreement gate.
+
+    ``budgets`` are the gates that need labels (a drop against ground truth, at most a budget); ``agreement`` is the
+    gate that needs none (the target against the reference, at least a threshold). The calibration fits the
+    agreement threshold so that no variant over a budget passes the agreement gate.
+    """
+
+    budgets: tuple[GateMetric, ...]
+    agreement: GateMetric
+
+
 class Task(Protocol):
     """One task kind (``task.kind`` in models.yaml), built from its models.yaml entry: ``Task(spec)``.
 
@@ -45,6 +71,8 @@ class Task(Protocol):
     """
 
     kind: ClassVar[str]
+    calibration: ClassVar[Calibration]
+    """Its labelled budget gates and its label-free agreement gate (see :mod:`qc.calibrate`)."""
     spec: ModelSpec
 
     def __init__(self, spec: ModelSpec) -> None: ...
@@ -92,4 +120,8 @@ class Task(Protocol):
 
     def metrics(self, outcome: Any) -> dict[str, float]:
         """Headline metrics for summary.csv, the history and ``--qc-baseline`` (e.g. ``target_ap``)."""
+        ...
+
+    def calibration_metrics(self, outcome: Any) -> dict[str, float]:
+        """The values :attr:`calibration` names (each labelled drop and the agreement), NaN where undefined."""
         ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
@@ -10,7 +11,7 @@ from qc.config import ModelSpec, TaskSpec
 from qc.errors import ConfigError
 from qc.eval.accuracy import AccuracyResult, DetectionCollector, DetectionSet, collect, score
 from qc.gates import GateResult, agreement_ap, gates_needing, map_drop
-from qc.tasks.base import Feeds
+from qc.tasks.base import Calibration, Feeds, GateMetric
 
 if TYPE_CHECKING:
     from qc.data.images import ImageSet
@@ -71,6 +72,13 @@ class DetectionTask:
     """:class:`qc.tasks.base.Task` for ``task: {kind: detection, ...}`` (the default kind)."""
 
     kind: ClassVar[str] = "detection"
+    calibration: ClassVar[Calibration] = Calibration(
+        budgets=(
+            GateMetric("map_drop", "ap_drop", "max_map_drop"),
+            GateMetric("map50_drop", "ap50_drop", "max_map50_drop"),
+        ),
+        agreement=GateMetric("agreement_ap", "agreement_ap", "min_agreement_ap"),
+    )
 
     def __init__(self, spec: ModelSpec) -> None:
         if not isinstance(spec.task, TaskSpec):
@@ -145,3 +153,8 @@ class DetectionTask:
         if result.reference is not None and result.target is not None:
             out.update(reference_ap=float(result.reference.ap), target_ap=float(result.target.ap))
         return out
+
+    def calibration_metrics(self, outcome: Scores) -> dict[str, float]:
+        result = _scores(outcome)
+        agreement = math.nan if result.agreement.empty else float(result.agreement.ap)
+        return {"ap_drop": result.drop("ap"), "ap50_drop": result.drop("ap50"), "agreement_ap": agreement}

@@ -26,8 +26,12 @@ REPO = Path(__file__).resolve().parents[3]
 def demo_int8(demo_assets: AssetPaths) -> ModelSpec:
     spec = next(s for s in load_models(REPO / "models.yaml") if s.name == "yolov3-tiny-int8")
     assert spec.reference == demo_assets.model
-    settings = spec.diagnose.model_copy(update={"top_k": 3, "quick_images": 1, "shortlist": 2, "max_float_layers": 6})
-    # On 2 images AP50 moves by 0.07 with a single box; the goal here is the mAP gate (AP@[.5:.95]) and agreement.
+    settings = spec.diagnose.model_copy(
+        update={"top_k": 3, "quick_images": 1, "shortlist": 2, "max_float_layers": 6, "advice_gates": ("map_drop",)}
+    )
+    # On 2 images AP50 moves by 0.07 with a single box; the goal here is the mAP gate (AP@[.5:.95]) alone: at the
+    # calibrated min_agreement_ap (0.87) no 6 layers reach the agreement goal (the whole decode must stay float);
+    # agreement AP is still verified, and reported as still failing.
     gates = ("layer_cosine", "output_cosine", "output_sqnr", "map_drop", "agreement_ap")
     return spec.model_copy(update={"diagnose": settings, "gates": gates})
 
@@ -73,13 +77,17 @@ def test_advice_is_verified_and_passes_the_map_gate(demo_diagnosis: tuple[Diagno
     advice = d.advice
     assert advice is not None
     assert advice.needed
-    assert advice.goal == ["map_drop", "agreement_ap"]
+    assert advice.goal == ["map_drop"]  # diagnose.advice_gates: agreement AP is verified and reported, not aimed at
     assert any(not v.passed for v in advice.baseline)  # the int8 entry itself fails (no detections at all)
     ver = advice.verification
     assert ver is not None
     assert ver.passed, advice.message
     verdicts = {v.gate: v for v in ver.verdicts}
     assert verdicts["map_drop"].passed, verdicts["map_drop"].message
+    assert "agreement_ap" in verdicts
+    assert "After the advised change, " in advice.message
+    for v in ver.verdicts:  # every gate still failing after the change is named in the advice
+        assert (f"{v.gate} (" in advice.message.split("After the advised change, ")[1]) == (not v.passed)
     assert ver.metrics["target_ap"] > 0.0
     assert set(advice.layers) >= {"decode/concat", "decode/head_13/concat"}
     assert len(advice.layers) <= 6

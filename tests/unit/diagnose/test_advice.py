@@ -9,11 +9,14 @@ from pathlib import Path
 import onnx
 import pytest
 
-from qc.config import load_models
+from qc.config import ModelSpec, Thresholds, load_models
 from qc.diagnose.advice import (
     GateVerdict,
     Trial,
+    Verification,
+    advice_message,
     goal_gates,
+    goal_targets,
     greedy_keep,
     models_file,
     snpe_overrides,
@@ -116,3 +119,56 @@ def test_goal_gates_follow_the_task_and_labels(
         assert goal_gates(spec, labelled) == expected
     else:
         assert goal_gates(spec, labelled) == ("output_cosine", "output_sqnr")
+
+
+def _detection_entry(tmp_path: Path, **thresholds: float) -> ModelSpec:
+    from qc.config import TaskSpec
+
+    (spec,) = load_models(tiny_project(tmp_path, [{"name": "tiny"}]))
+    spec = spec.model_copy(update={"task": TaskSpec(decoder="yolo-decoded", class_names=("a",))})
+    if thresholds:
+        spec = spec.model_copy(update={"thresholds": spec.thresholds.model_validate(thresholds)})
+    return spec
+
+
+def test_advice_aims_at_the_agreement_threshold_of_the_entry_not_a_constant(tmp_path: Path) -> None:
+    goal = ["map_drop", "agreement_ap"]
+    default = Thresholds.model_fields["min_agreement_ap"].default
+    aims = goal_targets(_detection_entry(tmp_path), goal)
+    assert aims == [
+        "map_drop (ap_drop <= max_map_drop 0.04)",
+        f"agreement_ap (agreement_ap >= min_agreement_ap {default:g}, the calibrated default)",
+    ]
+    own = goal_targets(_detection_entry(tmp_path, min_agreement_ap=0.77), goal)
+    assert own[1] == "agreement_ap (agreement_ap >= min_agreement_ap 0.77, set in the entry)"
+
+
+def test_advice_always_states_which_gates_still_fail(tmp_path: Path) -> None:
+    spec = _detection_entry(tmp_path)
+    goal = ["agreement_ap"]
+    baseline = [GateVerdict("agreement_ap", False, "agreement AP 0.70 < 0.9"), GateVerdict("layer_cosine", False, "L")]
+    after = [
+        GateVerdict("agreement_ap", True, "agreement AP 0.95"),
+        GateVerdict("output_sqnr", False, "yolo_decoded: SQNR dB 12.0 < threshold 20.0"),
+        GateVerdict("layer_cosine", True, "ok"),
+    ]
+    ver = Verification("tiny-advised", ["conv"], ["c"], "float", goal, True, after)
+    text = advice_message(spec, goal, baseline=baseline, chosen=["conv"], verification=ver, candidates=3)
+    assert "keep 1 layer(s) in float (conv)" in text
+    assert "min_agreement_ap" in text
+    assert "After the advised change, 1 of 3 verified gates still fail: output_sqnr (yolo_decoded: SQNR dB 12.0" in text
+    failed = Verification(
+        "tiny-advised", ["conv"], ["c"], "float", goal, False, [GateVerdict("agreement_ap", False, "a")]
+    )
+    text = advice_message(spec, goal, baseline=baseline, chosen=["conv"], verification=failed, candidates=3)
+    assert "no set of at most 10 layer(s) among 3 candidate(s)" in text
+    assert "1 of 1 verified gates still fail: agreement_ap (a)" in text
+    clean = Verification("tiny-advised", ["conv"], ["c"], "float", goal, True, after[:1])
+    text = advice_message(spec, goal, baseline=baseline, chosen=["conv"], verification=clean)
+    assert text.endswith("After the advised change, no gate of the 1 verified fails.")
+    passing = [GateVerdict("agreement_ap", True, "fine"), GateVerdict("output_cosine", False, "cos")]
+    text = advice_message(spec, goal, baseline=passing)
+    assert "nothing to keep in higher precision. As configured, 1 of 2 verified gates still fail: output_cosine" in text
+    text = advice_message(spec, goal, baseline=baseline, candidates=0)
+    assert "no layer could be tried" in text
+    assert "layer_cosine (L)" in text
