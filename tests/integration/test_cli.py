@@ -106,7 +106,7 @@ def test_eval_reproduces_the_readme_accuracy_of_the_demo_variants(
         "PASS map50_drop",
         "PASS agreement_ap",
     ]
-    summary = json.loads((reports / "yolov3-tiny-a16" / "accuracy.json").read_text())
+    summary = json.loads((reports / "models" / "yolov3-tiny-a16" / "accuracy.json").read_text())
     assert summary["images"] == 4
     assert abs(summary["drop.ap"]) < 0.005
 

@@ -75,7 +75,7 @@ def test_comparison_on_htp_reports_exposure_and_writes_the_error_split(project: 
     note = result.notes[-1]
     assert "QNN HTP backend (v73, soc_model 66" in note
     assert "exposing left the final outputs bit-identical (2 image(s))" in note
-    report = tmp_path / "reports" / "tiny-htp"
+    report = tmp_path / "reports" / "models" / "tiny-htp"
     with (report / "htp_split.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == ERROR_SPLIT_COLUMNS

@@ -74,8 +74,8 @@ def test_opset11_per_channel_is_invalid_without_conversion_and_valid_with_it(tmp
     out = tmp_path / "q.onnx"
     settings = OrtInt8Target(kind="ort-int8", per_channel=True)
     assert quantize_int8(src, settings, _feeds(2), out, "tiny", notes) == 2
-    assert len(notes) == 1
     assert "opset 11 to 13" in notes[0]
+    assert [n for n in notes if "opset" in n] == notes[:1]  # said once (the pre-processing note may follow)
     model = onnx.load(str(out))
     assert model_opset(model) == 13
     assert any(n.op_type == "DequantizeLinear" and any(a.name == "axis" for a in n.attribute) for n in model.graph.node)

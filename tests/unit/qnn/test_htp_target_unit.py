@@ -129,7 +129,7 @@ def test_model_page_shows_the_error_split_only_when_written(tmp_path: Path) -> N
     from qc.report.dashboard import write_dashboard
     from qc.report.tables import to_csv
 
-    folder = tmp_path / "reports" / "htp-model"
+    folder = tmp_path / "reports" / "models" / "htp-model"
     folder.mkdir(parents=True)
     rows = [
         {
@@ -143,7 +143,7 @@ def test_model_page_shows_the_error_split_only_when_written(tmp_path: Path) -> N
         }
     ]
     (folder / "htp_split.csv").write_text(to_csv(ERROR_SPLIT_COLUMNS, rows))
-    other = tmp_path / "reports" / "cpu-model"
+    other = tmp_path / "reports" / "models" / "cpu-model"
     other.mkdir()
     (other / "layers.csv").write_text("index,tensor,op_type\n")
     write_dashboard(tmp_path / "reports", settings={})
