@@ -55,7 +55,7 @@ from qc.qnn.netrun import IoPlan, match_tensors, net_run_argv, read_output, writ
 from qc.qnn.profile import HtpProfile, parse_htp_profile
 from qc.qnn.viewer import ViewerReport, parse_viewer_text
 from qc.runners.base import GraphTensors, TensorDict, TensorInfo
-from qc.snpe.tools import RunRecord, Session, device_label, failure, make_transport, run_tool
+from qc.snpe.tools import RunRecord, Session, device_label, failure, make_transport, remove_run_dirs, run_tool
 from qc.speed import LatencyStats, LayerProfile, LayerTimeRow
 
 __all__ = ["LayerOutputsUnavailableError", "QnnDeviceRunner", "export_for_target"]
@@ -169,23 +169,7 @@ class QnnDeviceRunner:
 
     def close(self) -> None:
         """Remove this runner's run folder on every device it used (kept after a failure with keep_on_failure)."""
-        problems = []
-        for record in self.run_dirs:
-            if record.removed or record.kept:
-                continue
-            try:
-                with contextlib.closing(self._transport_factory(record.device)) as transport:
-                    rundir = RunDir(
-                        transport, record.device.remote_root, record.run_id, keep_on_failure=self.spec.keep_on_failure
-                    )
-                    rundir.cleanup(failed=record.failed)
-            except DeviceError as exc:
-                problems.append(f"{record.path} on {device_label(record.device)}: {exc}")
-                continue
-            record.kept = record.failed and self.spec.keep_on_failure
-            record.removed = not record.kept
-        if problems:
-            raise DeviceError(f"{self.name}: could not remove run folder(s): {'; '.join(problems)}")
+        remove_run_dirs(self.name, self.run_dirs, self._transport_factory, keep_on_failure=self.spec.keep_on_failure)
 
     # -- the context's tensor table ---------------------------------------------------------------------------
     def context_info(self) -> ContextInfo:

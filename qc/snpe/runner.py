@@ -94,6 +94,7 @@ from qc.snpe.tools import (
     mkdirs,
     net_run,
     net_run_argv,
+    remove_run_dirs,
     run_tool,
 )
 from qc.speed import LatencyStats, LayerProfile
@@ -180,28 +181,8 @@ class SnpeRunner:
         self.close()
 
     def close(self) -> None:
-        """Remove this runner's run folder on every device it used (kept after a failure with keep_on_failure).
-
-        The device is not leased for this (nothing runs on it); a folder that cannot be removed is an error.
-        """
-        problems = []
-        for record in self.run_dirs:
-            if record.removed or record.kept:
-                continue
-            label = device_label(record.device)
-            try:
-                with contextlib.closing(self._transport_factory(record.device)) as transport:
-                    rundir = RunDir(
-                        transport, record.device.remote_root, record.run_id, keep_on_failure=self.spec.keep_on_failure
-                    )
-                    rundir.cleanup(failed=record.failed)
-            except DeviceError as exc:
-                problems.append(f"{record.path} on {label}: {exc}")
-                continue
-            record.kept = record.failed and self.spec.keep_on_failure
-            record.removed = not record.kept
-        if problems:
-            raise DeviceError(f"{self.name}: could not remove run folder(s): {'; '.join(problems)}")
+        """Remove this runner's run folder on every device it used (kept after a failure with keep_on_failure)."""
+        remove_run_dirs(self.name, self.run_dirs, self._transport_factory, keep_on_failure=self.spec.keep_on_failure)
 
     # -- dlc-info -------------------------------------------------------------------------------------------
     def dlc_info(self) -> DlcInfo:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import posixpath
 import shlex
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from qc.config import DeviceSpec
@@ -96,6 +97,34 @@ class RunRecord:
     kept: bool = False
     batches: int = 0
     """Batch folders ``b0001``... used so far: a name is never reused (a failed batch's files stay where they are)."""
+
+
+def remove_run_dirs(
+    who: str,
+    records: Sequence[RunRecord],
+    transport_factory: Callable[[DeviceSpec], Transport],
+    *,
+    keep_on_failure: bool,
+) -> None:
+    """Remove each run folder a runner used (kept after a failure with ``keep_on_failure``); records are marked.
+
+    The device is not leased for this (nothing runs on it); a folder that cannot be removed is an error.
+    """
+    problems = []
+    for record in records:
+        if record.removed or record.kept:
+            continue
+        try:
+            with contextlib.closing(transport_factory(record.device)) as transport:
+                rundir = RunDir(transport, record.device.remote_root, record.run_id, keep_on_failure=keep_on_failure)
+                rundir.cleanup(failed=record.failed)
+        except DeviceError as exc:
+            problems.append(f"{record.path} on {device_label(record.device)}: {exc}")
+            continue
+        record.kept = record.failed and keep_on_failure
+        record.removed = not record.kept
+    if problems:
+        raise DeviceError(f"{who}: could not remove run folder(s): {'; '.join(problems)}")
 
 
 @dataclass
