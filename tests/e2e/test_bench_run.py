@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import csv
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from qc.report.tables import LAYER_COLUMNS, OUTPUT_COLUMNS
+from tests.e2e.bench import bench
 from tests.models import tiny_project
 
-REPO = Path(__file__).resolve().parents[2]
 GOOD = {"name": "tiny-a16", "bits": 16, "layer": 0.95, "out": 0.95, "sqnr": 10}
 # The whole-output and per-layer cosines stay high while the score channels collapse: only the slices catch it.
 BAD = {
@@ -24,27 +23,6 @@ BAD = {
     "sqnr": 10,
     "expect": "{output_cosine: fail, output_sqnr: fail}",
 }
-
-
-def bench(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(REPO / "benchmarks"),
-        "-p",
-        "no:cacheprovider",
-        "--qc-models",
-        str(folder / "models.yaml"),
-        "--qc-report-dir",
-        str(folder / "reports"),
-        "--qc-cache-dir",
-        str(folder / "cache"),
-        "--junitxml",
-        str(folder / "reports" / "junit.xml"),
-        *args,
-    ]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import csv
 import json
 import re
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -18,33 +17,12 @@ from typing import Any
 import pytest
 
 from qc.cache import StageCache
+from tests.e2e.bench import bench
 from tests.models import tiny_project
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = {"name": "tiny", "bits": 16, "layer": 0.9, "out": 0.9, "sqnr": 10}
 SIMILARITY = "cosine or sqnr"  # the three similarity gates: the stages are the quantized model and the comparison
 SENTINEL = 12345.0  # written into a cached comparison: a value no real run of the tiny model produces
-
-
-def bench(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(REPO / "benchmarks"),
-        "-p",
-        "no:cacheprovider",
-        "--qc-models",
-        str(folder / "models.yaml"),
-        "--qc-report-dir",
-        str(folder / "reports"),
-        "--qc-cache-dir",
-        str(folder / "cache"),
-        "--junitxml",
-        str(folder / "reports" / "junit.xml"),
-        *args,
-    ]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
 
 
 def green(run: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
