@@ -1,4 +1,4 @@
-"""Per-tensor similarity metrics: one cache-friendly blocked pass per pair, running sums across images.
+"""Per-tensor similarity metrics: one fused pass over each pair (each element read once), running sums across images.
 
 For a reference tensor ``x`` and a target tensor ``y`` of one image:
 cosine = <x,y> / (|x| |y|), SQNR = 20 log10(|x| / |x-y|) dB, MSE = mean((x-y)^2), max abs = max|x-y|.
@@ -14,11 +14,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-
-CHUNK = 1 << 17
-"""Elements per block. The two input blocks are streamed from memory once (by the two BLAS dot products that read
-them first); the subtraction, its dot product and the min/max then run on cache-resident data. Float32 sums within
-a block (BLAS keeps many partial sums), float64 across blocks."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +64,7 @@ NORM_SPREAD = 2.0
 
 
 def pair_stats(x: np.ndarray, y: np.ndarray) -> PairStats:
-    """All four metrics in one blocked pass; float32 dot products per block, float64 sums across blocks."""
+    """All four metrics in one fused pass (:mod:`qc.compare._kernel`): float32 sums per block, float64 across blocks."""
     if x.shape != y.shape:
         raise ValueError(f"shape mismatch: reference {x.shape} vs target {y.shape}")
     xf = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
@@ -77,9 +72,9 @@ def pair_stats(x: np.ndarray, y: np.ndarray) -> PairStats:
     n = xf.size
     if n == 0:
         return PairStats(math.nan, math.nan, math.nan, math.nan, "the tensor is empty")
-    scratch = np.empty(min(CHUNK, n), dtype=np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        xx, yy, dd, mx = _blocked_sums(xf, yf, scratch)
+    from qc.compare._kernel import fused_sums  # numba: imported (and its cached machine code loaded) on first use
+
+    xx, yy, dd, mx = fused_sums(xf, yf)
     if all(math.isfinite(s) for s in (xx, yy, dd, mx)) and (mx == 0.0 or (xx != 0.0 and yy != 0.0 and dd != 0.0)):
         xy = None
         if mx != 0.0 and (xx + yy) / (2.0 * math.sqrt(xx) * math.sqrt(yy)) > NORM_SPREAD:
@@ -88,24 +83,6 @@ def pair_stats(x: np.ndarray, y: np.ndarray) -> PairStats:
         return _finish(n, xx, yy, dd, mx, None, xy)
     # Rare cases: NaN/Inf, one side all zeros, float32 overflow of huge values or underflow of tiny ones.
     return pair_stats_naive(x, y)
-
-
-def _blocked_sums(xf: np.ndarray, yf: np.ndarray, scratch: np.ndarray) -> tuple[float, float, float, float]:
-    """|x|^2, |y|^2, |x-y|^2 and max|x-y| in six numpy calls per block; NaN anywhere shows in the sums."""
-    xx = yy = dd = 0.0
-    hi = lo = 0.0
-    dot, subtract = np.dot, np.subtract
-    for start in range(0, xf.size, CHUNK):
-        a = xf[start : start + CHUNK]
-        b = yf[start : start + CHUNK]
-        d = scratch[: a.size]
-        xx += float(dot(a, a))  # these two read the blocks from memory ...
-        yy += float(dot(b, b))
-        subtract(a, b, out=d)  # ... the rest works on cached data
-        dd += float(dot(d, d))
-        hi = max(hi, float(d.max()))
-        lo = min(lo, float(d.min()))
-    return xx, yy, dd, max(hi, -lo)
 
 
 def pair_stats_naive(x: np.ndarray, y: np.ndarray) -> PairStats:

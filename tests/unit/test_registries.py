@@ -91,7 +91,7 @@ def test_tolerances_resolve_once_and_an_override_of_zero_stays_zero() -> None:
 @pytest.mark.parametrize(
     ("module", "absent"),
     [
-        ("qc.pipeline", ("paramiko", "qc.snpe.runner", "qc.device.transport", "onnx")),
+        ("qc.pipeline", ("paramiko", "qc.snpe.runner", "qc.device.transport", "onnx", "numba")),
         ("qc.gates", ("onnx", "paramiko")),
         ("qc.config", ("onnx", "paramiko", "onnxruntime")),
         ("qc.pytest_plugin", ("paramiko", "onnx")),

@@ -10,7 +10,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from qc.compare.metrics import CHUNK, MetricAccumulator, PairStats, pair_stats, pair_stats_naive
+from qc.compare._kernel import BLOCK
+from qc.compare.metrics import MetricAccumulator, PairStats, pair_stats, pair_stats_naive
 
 
 def test_known_values() -> None:
@@ -30,7 +31,7 @@ def test_known_values() -> None:
         np.linspace(-1, 1, 1000, dtype=np.float32),
         np.zeros(1000, np.float32),  # both all zeros: identical, a perfect match
         np.array([0.0, -0.0, 0.0], np.float32),
-        np.full(3 * CHUNK + 5, 7.5, np.float32),  # many blocks, one value
+        np.full(3 * BLOCK + 5, 7.5, np.float32),  # many blocks, one value
         np.array([1e-30, -1e-35], np.float32),  # squares underflow in float32
         np.array([3e38, -3e38], np.float32),  # squares overflow in float32
     ],
@@ -74,7 +75,7 @@ def test_shape_mismatch_raises() -> None:
 
 def test_large_tensor_spanning_many_blocks_matches_float64() -> None:
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(5 * CHUNK + 17).astype(np.float32) * 100
+    x = rng.standard_normal(5 * BLOCK + 17).astype(np.float32) * 100
     y = x + rng.standard_normal(x.size).astype(np.float32)
     fast, slow = pair_stats(x, y), pair_stats_naive(x, y)
     assert fast.cosine == pytest.approx(slow.cosine, abs=1e-6)
@@ -87,7 +88,7 @@ def test_large_tensor_spanning_many_blocks_matches_float64() -> None:
 def test_exact_at_60_db(scale: float) -> None:
     """Float32 sums per block, float64 across blocks: SQNR within 0.01 dB of float64 at 60 dB (issue 16)."""
     rng = np.random.default_rng(1)
-    x = (rng.standard_normal(8 * CHUNK + 3) * scale).astype(np.float32)
+    x = (rng.standard_normal((1 << 20) + 3) * scale).astype(np.float32)
     y = (x + rng.standard_normal(x.size) * (scale * 1e-3)).astype(np.float32)
     fast, slow = pair_stats(x, y), pair_stats_naive(x, y)
     assert slow.sqnr_db == pytest.approx(60.0, abs=0.1)
@@ -95,6 +96,32 @@ def test_exact_at_60_db(scale: float) -> None:
     assert fast.cosine == pytest.approx(slow.cosine, abs=1e-7)
     assert fast.mse == pytest.approx(slow.mse, rel=1e-3)
     assert fast.max_abs == slow.max_abs
+
+
+@pytest.mark.parametrize("size", [1, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 7])
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_max_abs_is_exact_wherever_the_largest_difference_sits(size: int, where: str, sign: float) -> None:
+    """The kernel's max|x-y| (an integer max on the sign-cleared bits) equals numpy's, in a block or in the tail,
+    for a positive or a negative difference."""
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal(size).astype(np.float32)
+    y = x + rng.uniform(-0.01, 0.01, size).astype(np.float32)
+    at = {"first": 0, "middle": size // 2, "last": size - 1}[where]
+    y[at] = x[at] - np.float32(sign * 0.75)
+    fast = pair_stats(x, y)
+    assert fast.max_abs == float(np.max(np.abs(x - y)))  # the float32 difference, as the kernel rounds it
+    assert fast.max_abs == pytest.approx(pair_stats_naive(x, y).max_abs, rel=1e-7)
+
+
+def test_non_contiguous_and_float64_inputs_are_read_as_float32() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((64, 96)).astype(np.float64)
+    y = x + 0.01
+    fast = pair_stats(x.T, y.T)  # a transposed view: copied contiguous before the kernel
+    slow = pair_stats_naive(x.T, y.T)
+    assert fast.sqnr_db == pytest.approx(slow.sqnr_db, abs=1e-3)
+    assert fast.max_abs == pytest.approx(slow.max_abs, abs=1e-6)  # float32 rounding of values up to ~4
 
 
 def test_huge_values_fall_back_to_float64() -> None:
