@@ -334,7 +334,7 @@ class ModelStages:
             self._target.close()
 
 
-TARGET_ARTIFACTS = ("tensor_map.csv", "htp_split.csv", "htp_split.json")
+TARGET_ARTIFACTS = ("tensor_map.csv", "htp_split.csv", "htp_split.json", "qnn_context.json")
 """Files a target may write beside its cached comparison; each is copied into the model's report folder."""
 
 

@@ -266,6 +266,11 @@ class QnnDeviceRunner:
             self._plans = (inputs, outputs)
         return self._plans
 
+    def io_plans(self) -> tuple[list[IoPlan], list[IoPlan]]:
+        """(inputs, outputs): each reference graph input/output, its context tensor and the permutation context ->
+        ONNX layout."""
+        return self._io()
+
     def tensor_map_rows(self) -> list[dict[str, str]]:
         """Reference I/O -> context tensor and permutation (what tensor_map.csv shows for this target)."""
         inputs, outputs = self._io()
@@ -396,6 +401,12 @@ class QnnDeviceRunner:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> TensorDict:
         return self.run_batch([feeds])[0]
+
+    def run_pass_batch(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[tuple[TensorDict, TensorDict]]:
+        """(no intermediate tensors, final outputs) per feed, from one ``qnn-net-run`` per ``batch_size`` inputs: the
+        comparison pass's execution (a context binary has no per-layer tensors to give, so the pass compares final
+        outputs and the task scores the same outputs: the device runs each image once)."""
+        return [({}, out) for out in self.run_batch(feeds)]
 
     def run_all_batch(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[TensorDict]:
         """Not available: see :class:`LayerOutputsUnavailableError`."""
