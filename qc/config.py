@@ -135,8 +135,6 @@ QNN_PERF_PROFILES: Final = (
 )
 """``qnn-net-run --perf_profile`` values (QNN SDK documentation)."""
 
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
 
 class QnnDeviceTarget(QuantSettings):
     """A QNN context binary run with ``qnn-net-run --retrieve_context`` on the HTP of a device (over SSH): final
@@ -174,7 +172,7 @@ class QnnDeviceTarget(QuantSettings):
     @field_validator("backend")
     @classmethod
     def _backend(cls, value: str) -> str:
-        if _CONTROL_CHARS.search(value) is not None or not value.strip():
+        if _CONTROL_CHAR.search(value) is not None or not value.strip():
             raise ValueError(f"backend {value!r} must be a library name or path without control characters")
         return value
 
