@@ -111,8 +111,12 @@ def test_validate_names_missing_files_and_devices(folder: Path, capsys: pytest.C
 
 
 def test_registry_entry_and_speed_sources() -> None:
+    from qc.targets.base import Target
+
     cls = target_class("qnn")
     assert cls is Qnn
+    static: type[Target] = Qnn  # mypy checks that the class satisfies the Target protocol
+    assert static.kind == "qnn"
     assert (cls.speed_source, cls.lint_profile) == ("runner", "target")
     spec = ModelSpec.model_validate(
         {
