@@ -3,8 +3,8 @@ device pool and run folders of the ``snpe`` target), :class:`qc.qnn.device_runne
 
 - The context binary is the entry's ``target.context_binary``, or, without one, exported by qc from the reference
   with the entry's quantization settings for ``htp_arch``/``soc_model`` (the host-side export of ``qnn-htp``:
-  onnxruntime-qnn on this machine, cached). Which of the two ran is written to ``qnn_context.json`` in the model's
-  report folder and said in the comparison notes.
+  onnxruntime-qnn on this machine, cached). Which of the two ran is written to ``target_run.json`` in the model's
+  report folder (the model page's run settings show it) and said in the comparison notes.
 - Final outputs (and declared output slices) are compared and scored by the task in ONE pass over the images: one
   ``qnn-net-run`` per ``batch_size`` images. Per-layer tensors do not exist for a context binary (``qnn-net-run
   --debug`` refuses ``--retrieve_context``): every reference tensor is listed unmatched with that reason, so the
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, ClassVar
 from qc.cache import atomic_write_text, stable_hash
 from qc.config import QnnDeviceTarget, QuantSettings, default_cache_dir
 from qc.errors import ConfigError
-from qc.targets.base import ProfileSide, SpeedSource, onnx_reference_view
+from qc.targets.base import TARGET_RUN_JSON, ProfileSide, SpeedSource, onnx_reference_view
 
 if TYPE_CHECKING:
     from qc.compare.matching import TensorMatch
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CONTEXT_JSON = "qnn_context.json"
-"""What the comparison ran: the context binary, where it came from (given or exported), its SHA-256."""
 
 NO_LAYERS = (
     "per-layer outputs are unavailable on target kind 'qnn': qnn-net-run cannot use --debug (every layer's output) "
@@ -206,7 +204,7 @@ class Qnn:
     def matches(self, folder: Path) -> list[TensorMatch]:
         """Every reference tensor unmatched (:data:`NO_LAYERS`): the final outputs are compared by the output rows.
         Writes ``tensor_map.csv`` (the reference I/O -> context tensor, with the permutation) and
-        ``qnn_context.json``."""
+        ``target_run.json``."""
         from qc import jsonio
         from qc.compare.matching import TENSOR_MAP_COLUMNS, TensorMatch
         from qc.report.tables import to_csv
@@ -230,11 +228,12 @@ class Qnn:
             for p in plans
         ]
         atomic_write_text(folder / "tensor_map.csv", to_csv(TENSOR_MAP_COLUMNS, rows))
-        atomic_write_text(folder / CONTEXT_JSON, jsonio.dumps(self.context_summary(), indent=1, default=str))
+        atomic_write_text(folder / TARGET_RUN_JSON, jsonio.dumps(self.context_summary(), indent=1, default=str))
         return [TensorMatch(t, None, "none", NO_LAYERS) for t in reference.tensors]
 
     def context_summary(self) -> dict[str, object]:
-        """What ``qnn_context.json`` says: the binary, given or exported (with what), its SHA-256."""
+        """What ``target_run.json`` says (the model page's "target as run"): the binary, given or exported (with
+        what), its SHA-256."""
         source = self.context()
         summary: dict[str, object] = {
             "context_binary": str(source.binary),

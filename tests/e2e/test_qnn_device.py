@@ -173,7 +173,10 @@ def test_gate_suite_on_a_qnn_entry_through_sshd(
         reasons = {r["reason"] for r in csv.DictReader(f)}
     assert len(reasons) == 1
     assert "--retrieve_context" in reasons.pop()
-    assert json.loads((report / "qnn_context.json").read_text())["origin"] == "given (target.context_binary)"
+    assert json.loads((report / "target_run.json").read_text())["origin"] == "given (target.context_binary)"
+    run_settings = json.loads((tmp_path / "reports" / "run.json").read_text())["settings"]["tiny-qnn"]
+    assert run_settings["target as run"]["context_binary"] == str(yolo.context)  # the model page's run settings
+    assert "target as run" in (report / "index.html").read_text()
     accuracy = json.loads((report / "accuracy.json").read_text())
     assert accuracy["images"] == 3
     assert accuracy["agreement_ap"] >= 0.3
@@ -183,14 +186,16 @@ def test_gate_suite_on_a_qnn_entry_through_sshd(
     assert all(r["time_share"] for r in lint_rows)  # shares measured by qnn-profile-viewer on the device
 
     # the device: per entry, each image through qnn-net-run once (tiny-qnn: its comparison and accuracy share the
-    # pass, else 3 passes would show; tiny-qnn-outputs: declares no slices, so its comparison is its own pass); two
-    # profiled runs (per-op, speed) for tiny-qnn's fps and lint
+    # pass, else 3 passes would show; tiny-qnn-outputs: declares no slices, so its comparison is its own pass)
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     net_runs = [c for c in calls if c["tool"] == "qnn-net-run"]
     plain = [c for c in net_runs if "--profiling_level" not in c["argv"]]
     profiled = [c["argv"][c["argv"].index("--profiling_level") + 1] for c in net_runs if c not in plain]
     assert len(plain) == 2 * math.ceil(3 / BATCH)
-    assert sorted(profiled) == ["basic", "detailed"]
+    assert profiled.count("basic") == 1  # the fps gate's timed run
+    # per-op profile: session-scoped per pytest worker, so once per worker that runs tiny-qnn's fps or lint gate
+    assert 1 <= profiled.count("detailed") <= 2
+    assert len(profiled) == profiled.count("basic") + profiled.count("detailed")
     assert all("--retrieve_context" in c["argv"] and "--debug" not in c["argv"] for c in net_runs)
     assert all(c["argv"][c["argv"].index("--perf_profile") + 1] == "burst" for c in net_runs)
     assert any(c["tool"] == "qnn-profile-viewer" for c in calls)

@@ -141,7 +141,7 @@ def test_the_layer_gate_fails_naming_why_and_the_output_gates_pass(
         assert verdict.passed, verdict.message
         assert f"all {len(OUTPUTS) + 1} outputs/slices pass" in verdict.message
     report = tmp_path / "r" / "models" / "tiny-qnn"
-    context = json.loads((report / "qnn_context.json").read_text())
+    context = json.loads((report / "target_run.json").read_text())
     assert context["origin"] == "given (target.context_binary)"
     assert context["context_binary"] == str(yolo.context)
     tensor_map = (report / "tensor_map.csv").read_text().splitlines()
@@ -170,7 +170,7 @@ def test_warm_cache_needs_no_device(
     assert second.comparison().to_json() == cold.to_json()
     second.accuracy()
     assert len(tool_calls(tmp_path)) == calls
-    for name in ("tensor_map.csv", "qnn_context.json"):
+    for name in ("tensor_map.csv", "target_run.json"):
         assert (tmp_path / "r2" / "models" / "tiny-qnn" / name).is_file()
 
 
@@ -226,7 +226,7 @@ def test_without_a_context_binary_the_target_exports_one_and_says_so(
     assert "exported by qc from the reference" in note
     assert "for HTP v75 / SoC 66, as no target.context_binary was given" in note
     assert all(r.metrics.cosine_mean > 0.98 for r in comparison.outputs)
-    context = json.loads((tmp_path / "r" / "models" / "tiny-qnn" / "qnn_context.json").read_text())
+    context = json.loads((tmp_path / "r" / "models" / "tiny-qnn" / "target_run.json").read_text())
     assert context["origin"] == "exported by qc from the reference"
     assert (context["htp_arch"], context["soc_model"]) == (75, 66)
     assert context["quantization"]["per_channel"] is False
