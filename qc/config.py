@@ -120,7 +120,73 @@ class QnnHtpTarget(QuantSettings):
     )
 
 
-Target = Annotated[OrtInt8Target | OnnxTarget | SnpeTarget | QnnHtpTarget, Field(discriminator="kind")]
+QNN_PERF_PROFILES: Final = (
+    "low_balanced",
+    "balanced",
+    "default",
+    "high_performance",
+    "sustained_high_performance",
+    "burst",
+    "low_power_saver",
+    "power_saver",
+    "high_power_saver",
+    "extreme_power_saver",
+    "system_settings",
+)
+"""``qnn-net-run --perf_profile`` values (QNN SDK documentation)."""
+
+
+class QnnDeviceTarget(QuantSettings):
+    """A QNN context binary run with ``qnn-net-run --retrieve_context`` on the HTP of a device (over SSH): final
+    outputs and per-op time (``qnn-profile-viewer``). Per-layer tensors are not available from a context binary
+    (``qnn-net-run --debug`` refuses ``--retrieve_context``): per-layer similarity comes from the ``qnn-htp`` host
+    target. Without ``context_binary``, qc exports one from the reference with the quantization settings (SNPE-named,
+    as ``ort-int8``/``qnn-htp``) for ``htp_arch``/``soc_model``; the defaults are the RVC4's QCS8550 (Hexagon v73)."""
+
+    kind: Literal["qnn"]
+    context_binary: Path | None = Field(
+        default=None,
+        description="A context binary prepared for the device's HTP; none: export one from the reference with the "
+        "quantization settings for htp_arch/soc_model (needs 'calibration' and onnxruntime-qnn on this machine).",
+    )
+    source_model: Path | None = Field(
+        default=None, description="The ONNX model the context was prepared from (maps profiled ops to ONNX nodes)."
+    )
+    devices: tuple[str, ...] = Field(min_length=1, description="Names from the top-level 'devices' list: a pool.")
+    backend: str = Field(default="libQnnHtp.so", description="qnn-net-run --backend (found via LD_LIBRARY_PATH).")
+    batch_size: int = Field(default=8, gt=0, description="Images per qnn-net-run call.")
+    native_io: bool = Field(default=True, description="--use_native_input_files/--use_native_output_files.")
+    io_layout: Literal["auto", "onnx", "nhwc"] = Field(
+        default="auto",
+        description="Layout of the context's 4-D I/O: auto decides from the dimensions (refusing ambiguous ones).",
+    )
+    profiling: Literal["basic", "detailed"] = Field(default="detailed", description="--profiling_level of timed runs.")
+    perf_profile: str | None = Field(default=None, description="Overrides the device's perf profile.")
+    speed_inferences: int = Field(default=50, gt=0, description="Inferences of the speed run (NetRun IPS).")
+    htp_arch: Literal[68, 69, 73, 75, 79, 81] = Field(
+        default=RVC4_HTP_ARCH, description="HTP architecture an exported context is for (RVC4: v73)."
+    )
+    soc_model: int = Field(default=RVC4_SOC_MODEL, ge=1, description="QNN SoC number an exported context is for.")
+    keep_on_failure: bool = Field(default=False, description="Keep the device run folder when a stage fails.")
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        if _CONTROL_CHAR.search(value) is not None or not value.strip():
+            raise ValueError(f"backend {value!r} must be a library name or path without control characters")
+        return value
+
+    @field_validator("perf_profile")
+    @classmethod
+    def _perf(cls, value: str | None) -> str | None:
+        if value is not None and value not in QNN_PERF_PROFILES:
+            raise ValueError(f"perf_profile {value!r} is not one of {', '.join(QNN_PERF_PROFILES)}")
+        return value
+
+
+Target = Annotated[
+    OrtInt8Target | OnnxTarget | SnpeTarget | QnnHtpTarget | QnnDeviceTarget, Field(discriminator="kind")
+]
 
 
 class SshAuth(Strict):
@@ -468,6 +534,11 @@ class ModelSpec(Strict):
             raise ValueError("target kind 'ort-int8' needs a 'calibration' image set")
         if isinstance(self.target, QnnHtpTarget) and self.target.precision == "quantized" and self.calibration is None:
             raise ValueError("target kind 'qnn-htp' (precision quantized) needs a 'calibration' image set")
+        if isinstance(self.target, QnnDeviceTarget) and self.target.context_binary is None and self.calibration is None:
+            raise ValueError(
+                "target kind 'qnn' without target.context_binary exports one from the reference: it needs a "
+                "'calibration' image set"
+            )
         if self.gates is not None:
             kind = self.task.kind if self.task is not None else None
             foreign = [g for g in self.gates if gate_info(g).task not in (None, kind)]
@@ -503,7 +574,7 @@ class ModelsFile(Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"device names must be unique, found {names}")
         for m in self.models:
-            if isinstance(m.target, SnpeTarget):
+            if isinstance(m.target, SnpeTarget | QnnDeviceTarget):
                 unknown = sorted(set(m.target.devices) - set(names))
                 if unknown:
                     raise ValueError(f"model {m.name!r}: unknown device(s) {unknown}; devices are {names}")
@@ -560,6 +631,8 @@ _PATH_KEYS = {
     "folder",
     "class_names",
     "dlc",
+    "context_binary",
+    "source_model",
     "key_file",
     "known_hosts",
     "dotenv",
@@ -607,6 +680,10 @@ def _missing_files(spec: ModelSpec) -> list[tuple[tuple[str | int, ...], str]]:
         checks.append((("target", "model"), spec.target.model, False))
     if isinstance(spec.target, SnpeTarget):
         checks.append((("target", "dlc"), spec.target.dlc, False))
+    if isinstance(spec.target, QnnDeviceTarget):
+        for key, value in (("context_binary", spec.target.context_binary), ("source_model", spec.target.source_model)):
+            if value is not None:
+                checks.append((("target", key), value, False))
     for key, data in (("eval_data", spec.eval_data), ("calibration", spec.calibration)):
         if data is None:
             continue
@@ -713,6 +790,7 @@ _TAGS: dict[str, type[BaseModel]] = {
     "ort-int8": OrtInt8Target,
     "onnx": OnnxTarget,
     "snpe": SnpeTarget,
+    "qnn": QnnDeviceTarget,
     "detection": TaskSpec,
 }
 

@@ -72,7 +72,9 @@ def layer_cosine(result: Comparison, thresholds: Thresholds) -> GateResult:
             "layer_cosine",
             False,
             f"{result.model}: no layer could be compared; {len(result.unmatched)} reference tensors were unmatched"
-            + (f", {len(result.layers)} compared ones are all input-independent." if result.layers else "."),
+            + (f", {len(result.layers)} compared ones are all input-independent" if result.layers else "")
+            + _unmatched_reasons(result)
+            + ".",
         )
     violations: list[Violation] = []
     for row in layers:
@@ -110,6 +112,21 @@ def layer_cosine(result: Comparison, thresholds: Thresholds) -> GateResult:
         f"{result.model}: worst layer {worst.tensor} cosine {worst.metrics.cosine_mean:.4f}",
         metrics,
     )
+
+
+def _unmatched_reasons(result: Comparison, limit: int = 3) -> str:
+    """Why the reference tensors were unmatched, the most frequent reasons first (a target that gives no per-layer
+    tensors says why in every row)."""
+    counts: dict[str, int] = {}
+    for row in result.unmatched:
+        if row.reason:
+            counts[row.reason] = counts.get(row.reason, 0) + 1
+    if not counts:
+        return ""
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    shown = "; ".join(f"{n} tensor(s): {reason}" for reason, n in ranked[:limit])
+    more = f"; and {len(ranked) - limit} other reason(s) (see unmatched.csv)" if len(ranked) > limit else ""
+    return f" ({shown}{more})"
 
 
 def _key(v: Violation) -> float:

@@ -27,7 +27,7 @@ from qc.data.preprocess import Transform, preprocess
 from qc.errors import ConfigError, MetricError, ModelError, QcError
 from qc.runners.base import GraphTensors, Runner
 from qc.runners.ort import OrtRunner
-from qc.targets.base import finish_comparison
+from qc.targets.base import TARGET_RUN_JSON, finish_comparison
 
 if TYPE_CHECKING:
     from qc.targets.base import Target
@@ -334,7 +334,7 @@ class ModelStages:
             self._target.close()
 
 
-TARGET_ARTIFACTS = ("tensor_map.csv", "htp_split.csv", "htp_split.json")
+TARGET_ARTIFACTS = ("tensor_map.csv", "htp_split.csv", "htp_split.json", TARGET_RUN_JSON)
 """Files a target may write beside its cached comparison; each is copied into the model's report folder."""
 
 

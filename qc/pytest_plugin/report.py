@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,7 @@ class Reporter:
         if self.summary.rows:
             from qc.report.tables import write_summary
 
-            run.settings = {k: v for k, v in model_settings(self.config).items() if k in self.summary.rows}
+            run.settings = {k: v for k, v in model_settings(self.config, report_dir).items() if k in self.summary.rows}
             write_summary(list(self.summary.rows.values()), report_dir / SUMMARY, GATE_NAMES)
             if not self.config.getoption("--qc-no-history"):
                 self.history_rows = append_history(self.config, report_dir, self.summary.rows)
@@ -215,8 +216,9 @@ def append_history(config: pytest.Config, report_dir: Path, rows: dict[str, dict
     return History(report_dir / "history.sqlite").append(run, metrics)
 
 
-def model_settings(config: pytest.Config) -> dict[str, dict[str, Any]]:
-    """Per model, the run's settings shown on its dashboard page (target, quantization, data, versions)."""
+def model_settings(config: pytest.Config, report_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Per model, the run's settings shown on its dashboard page (target, quantization, data, versions); with
+    ``report_dir``, also what the target ran when models.yaml does not say it all (``target_run.json``)."""
     import onnxruntime
 
     from qc import __version__
@@ -238,8 +240,23 @@ def model_settings(config: pytest.Config) -> dict[str, dict[str, Any]]:
             "thresholds": spec.thresholds.model_dump(mode="json", exclude={"overrides"}),
             "versions": {"qc": __version__, "onnxruntime": onnxruntime.__version__},
         }
+        ran = target_run(report_dir, spec.name) if report_dir is not None else None
+        if ran is not None:
+            row["target as run"] = ran
         out[spec.name] = row
     return out
+
+
+def target_run(report_dir: Path, model: str) -> dict[str, Any] | None:
+    """The model's ``target_run.json`` (:data:`qc.targets.base.TARGET_RUN_JSON`), or None when absent or unreadable."""
+    from qc.report.paths import model_dir
+    from qc.targets.base import TARGET_RUN_JSON
+
+    try:
+        data = json.loads((model_dir(report_dir, model) / TARGET_RUN_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def write_report_pages(config: pytest.Config, report_dir: Path) -> Path | None:
@@ -250,5 +267,5 @@ def write_report_pages(config: pytest.Config, report_dir: Path) -> Path | None:
     xml = getattr(config.option, "xmlpath", None)
     junit = Path(xml).name if xml and Path(xml).resolve().parent == report_dir.resolve() else "junit.xml"
     points = History(report_dir / "history.sqlite").points()
-    write_dashboard(report_dir, history=points, settings=model_settings(config), junit_name=junit)
+    write_dashboard(report_dir, history=points, settings=model_settings(config, report_dir), junit_name=junit)
     return report_dir / "index.html"

@@ -63,6 +63,8 @@ __all__ = ["LayerOutputsUnavailableError", "QnnDeviceRunner", "export_for_target
 log = logging.getLogger("qc.qnn")
 
 CONTEXT_NAME = "context.bin"
+EXECUTE_TIME = "QNN (execute) time"
+"""The per-execution total of the viewer's text that times one graph execution on the backend."""
 _RUN_FOLDERS = itertools.count(1)
 
 
@@ -266,6 +268,11 @@ class QnnDeviceRunner:
             self._plans = (inputs, outputs)
         return self._plans
 
+    def io_plans(self) -> tuple[list[IoPlan], list[IoPlan]]:
+        """(inputs, outputs): each reference graph input/output, its context tensor and the permutation context ->
+        ONNX layout."""
+        return self._io()
+
     def tensor_map_rows(self) -> list[dict[str, str]]:
         """Reference I/O -> context tensor and permutation (what tensor_map.csv shows for this target)."""
         inputs, outputs = self._io()
@@ -396,6 +403,12 @@ class QnnDeviceRunner:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> TensorDict:
         return self.run_batch([feeds])[0]
+
+    def run_pass_batch(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[tuple[TensorDict, TensorDict]]:
+        """(no intermediate tensors, final outputs) per feed, from one ``qnn-net-run`` per ``batch_size`` inputs: the
+        comparison pass's execution (a context binary has no per-layer tensors to give, so the pass compares final
+        outputs and the task scores the same outputs: the device runs each image once)."""
+        return [({}, out) for out in self.run_batch(feeds)]
 
     def run_all_batch(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[TensorDict]:
         """Not available: see :class:`LayerOutputsUnavailableError`."""
@@ -529,25 +542,45 @@ class QnnDeviceRunner:
         return LayerProfile(rows, netrun / 1000.0 if netrun is not None else None, io)
 
     def speed(self, feeds: Mapping[str, np.ndarray], *, rounds: int = 0, warmup: int = 0) -> LatencyStats:
-        """``speed_inferences`` inferences of ``feeds`` at ``--profiling_level basic``: FPS = ``NetRun IPS``."""
+        """``speed_inferences`` inferences of ``feeds`` at ``--profiling_level basic``: FPS = ``NetRun IPS``.
+
+        A viewer layout without that line gives FPS = 1 / the averaged ``NetRun`` time, else (the per-execution
+        layout of QNN 2.1x, which prints neither) 1 / the mean ``QNN (execute) time`` of the executions; the figure's
+        source says which (the last excludes file I/O). None of them: a ParseError, never an invented figure."""
         del rounds, warmup
         count = self.spec.speed_inferences
         _, report = self._profiled(feeds, count, "basic")
-        if report.ips is None:
-            raise ParseError(f"{self.name}: qnn-profile-viewer printed no 'NetRun IPS' line for the speed run.")
-        netrun = report.netrun_us
-        mean_ms = netrun / 1000.0 if netrun is not None else (1000.0 / report.ips if report.ips > 0 else math.inf)
         label = ", ".join(device_label(d) for d in self._pool.devices.values())
+        netrun = report.netrun_us
+        execute = report.profile.totals.get(EXECUTE_TIME)
+        if report.ips is not None:
+            fps = report.ips
+            mean_ms = netrun / 1000.0 if netrun is not None else (1000.0 / fps if fps > 0 else math.inf)
+            how = "fps = NetRun IPS (includes file I/O), mean latency = averaged NetRun time"
+        elif netrun is not None and netrun > 0:
+            fps, mean_ms = 1e6 / netrun, netrun / 1000.0
+            how = "fps = 1 / averaged NetRun time (the viewer printed no NetRun IPS line; includes file I/O)"
+        elif execute is not None and execute[1] == "us" and execute[0] > 0:
+            fps, mean_ms = 1e6 / execute[0], execute[0] / 1000.0
+            how = (
+                f"fps = 1 / mean '{EXECUTE_TIME}' of {report.profile.runs} execution(s) (this viewer layout prints "
+                "neither NetRun IPS nor a NetRun time; file I/O excluded)"
+            )
+        else:
+            raise ParseError(
+                f"{self.name}: qnn-profile-viewer printed no 'NetRun IPS' line, no averaged 'NetRun' time and no "
+                f"'{EXECUTE_TIME}' in microseconds for the speed run ({report.layout} layout): no throughput to report."
+            )
         return LatencyStats(
-            fps=report.ips,
+            fps=fps,
             latency_ms_mean=mean_ms,
             latency_ms_p50=math.nan,
             latency_ms_p90=math.nan,
             latency_ms_p99=math.nan,
             rounds=count,
             source=(
-                f"qnn-net-run --retrieve_context --backend {self.spec.backend} on {label}, {count} inferences: fps = "
-                "NetRun IPS (includes file I/O), mean latency = averaged NetRun time; percentiles unknown"
+                f"qnn-net-run --retrieve_context --backend {self.spec.backend} on {label}, {count} inferences: {how}; "
+                "percentiles unknown"
             ),
         )
 

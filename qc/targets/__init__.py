@@ -22,6 +22,7 @@ TARGETS: dict[str, str] = {
     "onnx": "qc.targets.onnx:Onnx",
     "snpe": "qc.targets.snpe:Snpe",
     "qnn-htp": "qc.targets.qnn_htp:QnnHtp",
+    "qnn": "qc.targets.qnn:Qnn",
 }
 """Target kind (``target.kind`` in models.yaml) -> ``module:class`` of its implementation."""
 

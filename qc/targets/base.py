@@ -99,6 +99,12 @@ def onnx_reference_view(stages: ModelStages) -> GraphView:
     return view_from_onnx(onnx.load(str(stages.spec.reference)))
 
 
+TARGET_RUN_JSON = "target_run.json"
+"""What a target ran when models.yaml does not say it all (e.g. a context binary qc exported): a JSON object a target
+may write into its comparison cache folder from ``matches``; copied into the model's report folder and shown in the
+model page's run settings as "target as run"."""
+
+
 # -- optional hooks ------------------------------------------------------------------------------------------------
 # A target kind may define these methods; the callers below give the default when it does not.
 #   finish_comparison(folder) -> None: write files from the comparison pass into its cache folder (TARGET_ARTIFACTS)

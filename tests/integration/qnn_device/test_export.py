@@ -38,3 +38,51 @@ def test_export_for_target(htp_backend: None, qnn_assets: QnnAssets, tmp_path: P
     out = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed), strict=True))
     assert set(out) == {"7", "/head/Sigmoid_output_0"}
     assert np.all(np.isfinite(out["7"]))
+
+
+def test_a_qnn_entry_without_a_context_binary_exports_one_once(
+    htp_backend: None, qnn_assets: QnnAssets, tmp_path: Path
+) -> None:
+    """The target's own export path (real onnxruntime-qnn): calibration images through the entry's preprocessing,
+    the binary cached under the stage cache, the same bytes (and key) from a second target, target_run.json's
+    summary naming the export. No device is contacted: the binary only runs on a real HTP."""
+    from qc.cache import StageCache
+    from qc.config import DeviceSpec, ModelSpec
+    from qc.pipeline import Context, ModelStages
+    from qc.targets.qnn import Qnn
+    from tests.integration.qnn_device.conftest import H, W
+    from tests.models import write_images
+
+    images = write_images(tmp_path / "calib", 4, seed=5, size=(H, W))
+    device = DeviceSpec.model_validate({"name": "d", "host": "192.0.2.1", "user": "u", "auth": {"agent": True}})
+    spec = ModelSpec.model_validate(
+        {
+            "name": "tiny-export",
+            "reference": qnn_assets.model,
+            "target": {"kind": "qnn", "devices": ["d"], "per_channel": False},
+            "eval_data": {"folder": images},
+            "calibration": {"folder": images},
+        }
+    )
+
+    def target() -> Qnn:
+        return Qnn(ModelStages(spec, Context(StageCache(tmp_path / "cache"), tmp_path / "r", devices=(device,))))
+
+    first = target()
+    source = first.context()
+    assert source.exported
+    assert source.binary.is_file()
+    assert source.binary.stat().st_size > 0
+    assert source.qdq_model is not None
+    assert source.qdq_model.is_file()
+    assert source.source_model == source.qdq_model
+    assert str(tmp_path / "cache") in str(source.binary)
+    summary = first.context_summary()
+    assert summary["origin"] == "exported by qc from the reference"
+    assert (summary["htp_arch"], summary["soc_model"]) == (73, 66)
+    assert "exported by qc from the reference" in first.comparison_note()
+    assert [m.split("/")[0] for m in first.stages.ctx.cache.misses] == ["qnn-context"]
+    second = target()
+    assert second.context().binary == source.binary
+    assert list(second.stages.ctx.cache.misses) == []  # from the cache, not exported again
+    assert second.key() == first.key()

@@ -3,7 +3,9 @@ versions' formats, qc's QnnDeviceRunner. A missing sshd fails these tests (tests
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -157,16 +159,39 @@ def test_layer_times(
 @pytest.mark.parametrize("fake_version", FAKE_VERSIONS, indirect=True)
 def test_speed(qnn_device: DeviceFactory, qnn_runner: RunnerFactory, fake_version: str) -> None:
     runner = qnn_runner(qnn_device())
-    if fake_version == "qnn-2.1x":  # that layout prints no NetRun IPS line: a clear error, never an invented FPS
-        with pytest.raises(ParseError, match="no 'NetRun IPS' line"):
-            runner.speed(feeds(1)[0])
-        return
     stats = runner.speed(feeds(1)[0])
     assert stats.fps > 0
     assert stats.rounds == 5
     assert stats.latency_ms_mean > 0
     assert np.isnan(stats.latency_ms_p50)
-    assert "NetRun IPS" in stats.source
+    assert runner.last_profile is not None
+    if fake_version == "qnn-2.1x":  # that layout prints no NetRun IPS line nor NetRun time: the executions' mean
+        execute = runner.last_profile.profile.totals["QNN (execute) time"]
+        assert stats.fps == pytest.approx(1e6 / execute[0])
+        assert "fps = 1 / mean 'QNN (execute) time' of 5 execution(s)" in stats.source
+        assert "file I/O excluded" in stats.source
+    else:
+        assert stats.fps == runner.last_profile.ips
+        assert "NetRun IPS" in stats.source
+
+
+def test_speed_without_any_time_is_a_parse_error(
+    qnn_device: DeviceFactory, qnn_runner: RunnerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report with no NetRun IPS, no NetRun time and no execute time: an error naming what is missing."""
+    from qc.qnn.viewer import ViewerReport
+
+    runner = qnn_runner(qnn_device())
+    profiled = runner._profiled
+
+    def stripped(*args: Any, **kwargs: Any) -> Any:
+        profile, report = profiled(*args, **kwargs)
+        bare = ViewerReport(report.graph, replace(report.profile, totals={}), None, report.layout)
+        return profile, bare
+
+    monkeypatch.setattr(runner, "_profiled", stripped)
+    with pytest.raises(ParseError, match=r"no 'NetRun IPS' line, no averaged 'NetRun' time and no 'QNN \(execute\)"):
+        runner.speed(feeds(1)[0])
 
 
 def test_layer_outputs_are_refused_with_the_reason(qnn_device: DeviceFactory, qnn_runner: RunnerFactory) -> None:
