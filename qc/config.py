@@ -568,26 +568,42 @@ class ModelsFile(Strict):
     devices: list[DeviceSpec] = Field(default_factory=list)
     models: list[ModelSpec] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _known_devices(self) -> ModelsFile:
+    def cross_entry_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """What no single entry can see (unique device and model names, known device names), each at the place
+        in the file it concerns (``load_project`` turns the paths into ``models.yaml:LINE:COL``)."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
         names = [d.name for d in self.devices]
-        if len(set(names)) != len(names):
-            raise ValueError(f"device names must be unique, found {names}")
-        for m in self.models:
+        first_device: dict[str, int] = {}
+        for i, name in enumerate(names):
+            if name in first_device:
+                problems.append(
+                    (
+                        ("devices", i, "name"),
+                        f"device name {name!r} is used twice (first at devices[{first_device[name]}])",
+                    )
+                )
+            first_device.setdefault(name, i)
+        first_model: dict[str, int] = {}
+        for i, m in enumerate(self.models):
+            if m.name in first_model:
+                problems.append(
+                    (
+                        ("models", i, "name"),
+                        f"model name {m.name!r} is used twice (first at models[{first_model[m.name]}]); names are "
+                        "test ids and must be unique",
+                    )
+                )
+            first_model.setdefault(m.name, i)
             if isinstance(m.target, SnpeTarget | QnnDeviceTarget):
-                unknown = sorted(set(m.target.devices) - set(names))
-                if unknown:
-                    raise ValueError(f"model {m.name!r}: unknown device(s) {unknown}; devices are {names}")
-        return self
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> ModelsFile:
-        seen: set[str] = set()
-        for m in self.models:
-            if m.name in seen:
-                raise ValueError(f"model name {m.name!r} is used twice; names are test ids and must be unique")
-            seen.add(m.name)
-        return self
+                for j, device in enumerate(m.target.devices):
+                    if device not in first_device:
+                        problems.append(
+                            (
+                                ("models", i, "target", "devices", j),
+                                f"model {m.name!r}: unknown device {device!r}; devices are {names}",
+                            )
+                        )
+        return problems
 
 
 _VAR_RE = re.compile(r"\$?\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -753,6 +769,8 @@ def load_project(path: Path, *, check_files: bool = True, check_models: bool = F
     try:
         project = ModelsFile.model_validate(resolved)
         specs = project.models
+        for loc, msg in project.cross_entry_problems():
+            add(loc, msg)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             loc = tuple(err["loc"])

@@ -129,8 +129,21 @@ def test_yaml_syntax_error_and_duplicate_keys(tmp_path: Path) -> None:
 def test_duplicate_model_names_and_empty_file(folder: Path) -> None:
     doubled = GOOD.replace("name: m2", "name: m1")
     (folder / "models.yaml").write_text(doubled)
-    with pytest.raises(ConfigError, match="'m1' is used twice"):
+    with pytest.raises(ConfigError) as err:
         load_models(folder / "models.yaml")
+    line, text = [(n, x) for n, x in enumerate(doubled.splitlines(), 1) if "name: m1" in x][1]
+    col = text.index("m1") + 1
+    assert f"models.yaml:{line}:{col}: models[1].name: model name 'm1' is used twice (first at models[0])" in str(
+        err.value
+    )
     (folder / "empty.yaml").write_text("")
     with pytest.raises(ConfigError, match=r"empty.yaml:1:1"):
         load_models(folder / "empty.yaml")
+
+
+def test_duplicate_device_names_are_reported_where_they_stand(folder: Path) -> None:
+    devices = "devices:\n  - {name: lab, local: true}\n  - {name: lab, local: true}\n"
+    (folder / "models.yaml").write_text(devices + GOOD)
+    with pytest.raises(ConfigError) as err:
+        load_models(folder / "models.yaml")
+    assert "models.yaml:3:12: devices[1].name: device name 'lab' is used twice (first at devices[0])" in str(err.value)

@@ -103,7 +103,7 @@ def test_validate_names_missing_files_and_devices(folder: Path, capsys: pytest.C
     assert f"{yaml}:13:21: models[0].target.source_model: file not found: {folder / 'nope.onnx'}" in out
     code, out = validate(folder, "      context_binary: ctx.bin\n      devices: [dev, lab-2]\n", capsys)
     assert code == 2
-    assert "model 'm': unknown device(s) ['lab-2']; devices are ['dev']" in out
+    assert f"{yaml}:13:22: models[0].target.devices[1]: model 'm': unknown device 'lab-2'; devices are ['dev']" in out
     code, out = validate(folder, "      devices: [dev]\n", capsys)  # no context binary: exported, needs calibration
     assert code == 2
     assert f"{yaml}:7:5: models[0]: target kind 'qnn' without target.context_binary exports one from the " in out
