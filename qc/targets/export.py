@@ -1,7 +1,8 @@
 """``qc export MODEL --context-binary out.bin``: what a target kind deploys, written for the device.
 
 A target kind that can export defines ``export_context_binary(out: Path) -> ContextBinary`` (``qnn-htp``: the
-HTP context binary prepared for its SoC, and the ``EPContext`` ONNX model beside it that runs it).
+HTP context binary prepared for its SoC, and the ``EPContext`` ONNX model beside it that runs it; ``qnn`` without a
+``target.context_binary``: the context it exports and runs on the device).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ def export_context_binary(models: Path, model: str, out: Path, report_dir: Path)
         hook = getattr(target, "export_context_binary", None)
         if not callable(hook):
             raise ConfigError(
-                f"{models}: {model}: target kind {target.kind!r} has no context binary to export "
-                "(--context-binary needs a target prepared for the HTP, such as kind 'qnn-htp')."
+                f"{models}: {model}: target kind {target.kind!r} has no context binary to export (--context-binary "
+                "needs a target prepared for the HTP: kind 'qnn-htp', or 'qnn' without a context_binary)."
             )
         result: ContextBinary = hook(out)
         return result

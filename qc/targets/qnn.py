@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from qc.compare.matching import TensorMatch
     from qc.graph.view import GraphView
     from qc.pipeline import ModelStages
+    from qc.qnn.context import ContextBinary
     from qc.qnn.device_runner import QnnDeviceRunner
 
 log = logging.getLogger(__name__)
@@ -269,6 +270,22 @@ class Qnn:
             "ONNX layout (tensor_map.csv); no per-layer tensors: qnn-net-run --debug cannot be used with "
             "--retrieve_context."
         )
+
+    def export_context_binary(self, out: Path) -> ContextBinary:
+        """``qc export --context-binary OUT``: the context this target deploys, written to ``out`` (its EPContext
+        model beside it). A given ``target.context_binary`` is already the deployable file: nothing to export."""
+        from qc.qnn.context import export_context_binary
+        from qc.qnn.session import HtpOptions
+
+        if self.settings.context_binary is not None:
+            raise ConfigError(
+                f"{self.spec.name}: target.context_binary is given ({self.settings.context_binary}): that file is what "
+                "this entry deploys; qc exports a context only for an entry without one."
+            )
+        source = self.context()
+        assert source.qdq_model is not None  # an exported context always keeps its QDQ model
+        options = HtpOptions(htp_arch=self.settings.htp_arch, soc_model=self.settings.soc_model)
+        return export_context_binary(source.qdq_model, out, options, entry=self.spec.name)
 
     # -- lint and speed ---------------------------------------------------------------------------------------
     def lint_view(self) -> GraphView:

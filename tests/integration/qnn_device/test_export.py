@@ -86,3 +86,9 @@ def test_a_qnn_entry_without_a_context_binary_exports_one_once(
     assert second.context().binary == source.binary
     assert list(second.stages.ctx.cache.misses) == []  # from the cache, not exported again
     assert second.key() == first.key()
+    # qc export writes the same deployable context (prepared again from the cached QDQ model) for the device
+    exported = second.export_context_binary(tmp_path / "out" / "tiny.bin")
+    assert exported.binaries == (tmp_path / "out" / "tiny.bin",)
+    assert exported.binaries[0].stat().st_size > 0
+    assert exported.model.is_file()
+    assert exported.sdk_version

@@ -146,3 +146,26 @@ def test_layer_gate_without_layers_names_the_reasons() -> None:
     assert verdict.message.endswith("; 1 tensor(s): not compared: int64).")
     bare = gates.check("layer_cosine", gates.Evidence(spec, comparison=Comparison("m", 3)))
     assert bare.message == "m: no layer could be compared; 0 reference tensors were unmatched."
+
+
+def test_export_of_an_entry_with_its_own_context_binary_is_refused(tmp_path: Path) -> None:
+    """``qc export`` on a kind: qnn entry that names its context binary: that file is the deployable; nothing is
+    exported (and no export is attempted)."""
+    from qc.cache import StageCache
+    from qc.config import DeviceSpec
+    from qc.pipeline import Context, ModelStages
+
+    (tmp_path / "c.bin").write_bytes(b"ctx")
+    spec = ModelSpec.model_validate(
+        {
+            "name": "given",
+            "reference": tmp_path / "r.onnx",
+            "target": {"kind": "qnn", "context_binary": tmp_path / "c.bin", "devices": ["dev"]},
+            "eval_data": {"folder": tmp_path},
+        }
+    )
+    device = DeviceSpec.model_validate({"name": "dev", "local": True})
+    target = Qnn(ModelStages(spec, Context(StageCache(tmp_path / "cache"), tmp_path / "r", devices=(device,))))
+    with pytest.raises(ConfigError, match=r"given: target.context_binary is given \(.*c.bin\): that file is what"):
+        target.export_context_binary(tmp_path / "out.bin")
+    assert not (tmp_path / "out.bin").exists()
