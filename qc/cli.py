@@ -148,7 +148,7 @@ def _cmd_fix(args: argparse.Namespace) -> int:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from qc.report.history import HIGHER_IS_BETTER, History
+    from qc.report.history import History, higher_is_better
 
     history = History(Path(args.report_dir) / "history.sqlite")
     runs = history.runs()[-args.last :]
@@ -156,7 +156,8 @@ def _cmd_history(args: argparse.Namespace) -> int:
         print(f"no runs recorded in {history.path}")
         return 0
     keep = {r.run_id for r in runs}
-    metrics = args.metric or list(HIGHER_IS_BETTER)
+    directions = higher_is_better()
+    metrics = args.metric or list(directions)
     points = [p for p in history.points(metrics=metrics) if p.run_id in keep]
     models = sorted({p.model for p in points if not args.model or p.model in args.model})
     print(f"{len(runs)} run(s): {runs[0].run_id} ({runs[0].time}) .. {runs[-1].run_id} ({runs[-1].time})")
@@ -168,7 +169,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
                 continue
             values = [v for _, v in series]
             first, last = values[0], values[-1]
-            better = (last > first) == HIGHER_IS_BETTER.get(metric, True)
+            better = (last > first) == directions.get(metric, True)
             trend = "=" if last == first else ("better" if better else "WORSE")
             shown = "  ".join(f"{v:.4g}" for v in values)
             print(f"  {metric:22} {shown}   ({trend} since the first shown run)")

@@ -230,6 +230,7 @@ def model_settings(config: pytest.Config) -> dict[str, dict[str, Any]]:
     for spec in specs:
         row: dict[str, Any] = {
             "target": spec.target.kind,
+            "task": spec.task.kind if spec.task is not None else None,
             "reference": str(spec.reference),
             "target settings": spec.target.model_dump(mode="json", exclude={"kind"}),
             "preprocess": spec.preprocess.model_dump(mode="json"),
