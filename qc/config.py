@@ -739,6 +739,8 @@ _PATH_KEYS = {
     "key_file",
     "known_hosts",
     "dotenv",
+    # issue 14 tasks
+    "csv",
 }
 
 

@@ -34,6 +34,8 @@ class Summary:
             for key, value in props.items():
                 if key == "qc_target":
                     row["target"] = value
+                elif key in GATE_NAMES:  # a metric named like a gate must not overwrite that gate's outcome
+                    row[f"{key}.value"] = value
                 elif key not in ("qc_model", "qc_gate"):
                     row[key] = value
 

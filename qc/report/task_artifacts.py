@@ -63,7 +63,7 @@ def write_segmentation(
         summary["drop.miou"] = r.reference.miou - r.target.miou
         summary["drop.pixel_accuracy"] = r.reference.pixel_accuracy - r.target.pixel_accuracy
         summary["drop.boundary_iou"] = r.reference.boundary_iou - r.target.boundary_iou
-    summary["mask_agreement"] = r.mask_agreement
+    summary["agreement.mask"] = r.mask_agreement
     summary["agreement_miou"] = r.agreement_miou
     summary["agreement_pixel_accuracy"] = r.agreement_pixel_accuracy
     if r.agreement_foreground_iou is not None:
@@ -115,7 +115,7 @@ def write_classification(outcome: ClassificationOutcome, class_names: Sequence[s
     if r.labelled:
         summary["drop.top1"] = r.top1_drop
         summary["drop.top5"] = r.top5_drop
-    summary["top1_agreement"] = r.top1_agreement
+    summary["agreement.top1"] = r.top1_agreement
     summary["mean_kl"] = r.mean_kl
     summary["most_disagreeing_images"] = [
         {"image_id": p.file, "disagreement": p.kl} for p in sorted(outcome.predictions, key=lambda p: -p.kl)[:5]

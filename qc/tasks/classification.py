@@ -83,6 +83,10 @@ def _result_from_json(data: Mapping[str, Any]) -> ClassificationResult:
     return ClassificationResult(**{k: v for k, v in data.items() if k in fields})
 
 
+METRIC_NAMES = {"top1_drop": "drop.top1", "top5_drop": "drop.top5", "top1_agreement": "agreement.top1"}
+"""qc.eval.classification's metric keys that are gate names (or look like one) -> the names recorded."""
+
+
 class Classification:
     """:class:`qc.tasks.base.Task` for ``task: {kind: classification, ...}``."""
 
@@ -94,9 +98,9 @@ class Classification:
     headlines: ClassVar[tuple[Headline, ...]] = (
         Headline("reference_top1", True, None, "top-1 (reference)"),
         Headline("target_top1", True, 0.01, "top-1 (target)"),
-        Headline("top1_drop", False, None, "top-1 drop"),
+        Headline("drop.top1", False, None, "top-1 drop"),
         Headline("target_top5", True, None, "top-5 (target)"),
-        Headline("top1_agreement", True, 0.01, "top-1 agreement"),
+        Headline("agreement.top1", True, 0.01, "top-1 agreement"),
         Headline("mean_kl", False, None, "mean KL"),
     )
     diagnosis_metrics: ClassVar[tuple[str, str]] = ("top1", "top1_agreement")
@@ -169,7 +173,9 @@ class Classification:
         return lines
 
     def metrics(self, outcome: ClassificationOutcome | ClassificationResult) -> dict[str, float]:
-        return _scores(outcome).metrics()
+        """The result's numbers; drops and agreement as ``drop.top1``, ``drop.top5``, ``agreement.top1`` (a metric
+        never takes a gate's name: summary.csv has one column per gate outcome)."""
+        return {METRIC_NAMES.get(k, k): v for k, v in _scores(outcome).metrics().items()}
 
     def calibration_metrics(self, outcome: ClassificationOutcome | ClassificationResult) -> dict[str, float]:
         r = _scores(outcome)
@@ -204,7 +210,7 @@ def top1_drop(model: str, result: ClassificationResult, budget: float) -> GateRe
         )
     ref, tgt = result.reference_top1, result.target_top1
     drop = ref - tgt
-    metrics.update(reference_top1=ref, target_top1=tgt, top1_drop=drop)
+    metrics.update({"reference_top1": ref, "target_top1": tgt, "drop.top1": drop})
     if result.reference_top5 is not None and result.target_top5 is not None:
         metrics.update(reference_top5=result.reference_top5, target_top5=result.target_top5)
     text = (
@@ -219,7 +225,7 @@ def top1_drop(model: str, result: ClassificationResult, budget: float) -> GateRe
 def top1_agreement(model: str, result: ClassificationResult, floor: float) -> GateResult:
     """The share of images where the target's top-1 class is the reference's, at least ``floor``; no labels."""
     value = result.top1_agreement
-    metrics: dict[str, float | str] = {"top1_agreement": value, "mean_kl": result.mean_kl}
+    metrics: dict[str, float | str] = {"agreement.top1": value, "mean_kl": result.mean_kl}
     agree = round(value * result.images)
     text = f"top-1 agreement {value:.4f} ({agree}/{result.images} images), mean KL {result.mean_kl:.4g}"
     if math.isnan(value) or value < floor:

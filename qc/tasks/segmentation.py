@@ -140,6 +140,10 @@ def _scores(outcome: SegmentationOutcome | SegmentationResult) -> SegmentationRe
     return outcome.result if isinstance(outcome, SegmentationOutcome) else outcome
 
 
+METRIC_NAMES = {"miou_drop": "drop.miou", "mask_agreement": "agreement.mask"}
+"""qc.eval.segmentation's metric keys that are gate names -> the names recorded (summary.csv, history)."""
+
+
 class Segmentation:
     """:class:`qc.tasks.base.Task` for ``task: {kind: segmentation, ...}``."""
 
@@ -151,8 +155,8 @@ class Segmentation:
     headlines: ClassVar[tuple[Headline, ...]] = (
         Headline("reference_miou", True, None, "mIoU (reference)"),
         Headline("target_miou", True, 0.01, "mIoU (target)"),
-        Headline("miou_drop", False, None, "mIoU drop"),
-        Headline("mask_agreement", True, 0.01, "mask agreement"),
+        Headline("drop.miou", False, None, "mIoU drop"),
+        Headline("agreement.mask", True, 0.01, "mask agreement"),
     )
     diagnosis_metrics: ClassVar[tuple[str, str]] = ("miou", "mask_agreement")
 
@@ -242,7 +246,9 @@ class Segmentation:
         return lines
 
     def metrics(self, outcome: SegmentationOutcome | SegmentationResult) -> dict[str, float]:
-        return _scores(outcome).metrics()
+        """The result's numbers; the drop and the agreement as ``drop.miou`` and ``agreement.mask`` (a metric never
+        takes a gate's name: summary.csv has one column per gate outcome)."""
+        return {METRIC_NAMES.get(k, k): v for k, v in _scores(outcome).metrics().items()}
 
     def calibration_metrics(self, outcome: SegmentationOutcome | SegmentationResult) -> dict[str, float]:
         r = _scores(outcome)
@@ -276,7 +282,7 @@ def miou_drop(model: str, result: SegmentationResult, budget: float) -> GateResu
         )
     ref, tgt = result.reference.miou, result.target.miou
     drop = ref - tgt
-    metrics.update(reference_miou=ref, target_miou=tgt, miou_drop=drop)
+    metrics.update({"reference_miou": ref, "target_miou": tgt, "drop.miou": drop})
     text = f"reference mIoU {ref:.4f}, target mIoU {tgt:.4f}, drop {drop:.4f}, budget {budget:.4f}"
     if math.isnan(drop) or drop > budget:
         return GateResult(
@@ -291,7 +297,7 @@ def mask_agreement(model: str, result: SegmentationResult, floor: float) -> Gate
     value = result.mask_agreement
     what = "foreground IoU" if result.agreement_foreground_iou is not None else "mIoU"
     metrics: dict[str, float | str] = {
-        "mask_agreement": value,
+        "agreement.mask": value,
         "agreement_miou": result.agreement_miou,
         "agreement_pixel_accuracy": result.agreement_pixel_accuracy,
     }

@@ -186,7 +186,7 @@ def _accuracy_section(m: ModelFiles) -> str:
             tgt_pc = tgt_pc if isinstance(tgt_pc, dict) else {}
             classes = list(dict.fromkeys([*ref_pc, *tgt_pc]))
             if classes:
-                label = metric.upper() if len(metric) <= 3 else metric
+                label = {"ap": "AP", "iou": "IoU"}.get(metric, metric)
                 pc_rows = [[text(c), number(num(ref_pc.get(c))), number(num(tgt_pc.get(c)))] for c in classes]
                 heads = ["class", f"reference {label}", f"target {label}"]
                 parts.append(f"<h3>{esc(label)} per class</h3>" + table(heads, pc_rows))
