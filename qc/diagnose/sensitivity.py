@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,9 +28,13 @@ Metric = str
 """``output_sqnr`` or one of the entry's task's ``diagnosis_metrics`` (detection: ``ap``, ``agreement_ap``)."""
 
 
-def choose_metric(spec: ModelSpec, labelled: bool) -> Metric:
+def choose_metric(spec: ModelSpec, labelled: bool, failing: Collection[str] = ()) -> Metric:
     """``spec.diagnose.metric``, with ``auto`` resolved: the task's labelled metric with labels, its label-free
-    agreement metric without (:attr:`qc.tasks.base.Task.diagnosis_metrics`), else output SQNR."""
+    agreement metric without (:attr:`qc.tasks.base.Task.diagnosis_metrics`), else output SQNR.
+
+    With labels, when the task's agreement gate is among the ``failing`` gates and none of its labelled budget
+    gates is, the loss is in agreement only (e.g. the target's top-1 against the labels rises while a third of
+    its decisions change): the label-free metric then ranks the layers."""
     wanted = spec.diagnose.metric
     if wanted != "auto":
         return wanted
@@ -38,7 +42,11 @@ def choose_metric(spec: ModelSpec, labelled: bool) -> Metric:
         return "output_sqnr"
     from qc.tasks import task_class
 
-    with_labels, label_free = task_class(spec.task.kind).diagnosis_metrics
+    cls = task_class(spec.task.kind)
+    with_labels, label_free = cls.diagnosis_metrics
+    budgets = {b.gate for b in cls.calibration.budgets}
+    if labelled and cls.calibration.agreement.gate in failing and not budgets & set(failing):
+        return label_free
     return with_labels if labelled else label_free
 
 
@@ -122,12 +130,16 @@ def reference_task_value(variants: Variants, metric: Metric) -> float:
 
 
 def measure(
-    variants: Variants, candidates: Sequence[Candidate], all_nodes: Sequence[str], labelled: bool
+    variants: Variants,
+    candidates: Sequence[Candidate],
+    all_nodes: Sequence[str],
+    labelled: bool,
+    failing: Collection[str] = (),
 ) -> SensitivityResult:
     """Quick pass on every candidate, task metric on the shortlist; rows ranked most sensitive first."""
     spec = variants.spec
     settings = spec.diagnose
-    metric = choose_metric(spec, labelled)
+    metric = choose_metric(spec, labelled, failing)
     started = time.perf_counter()
     quick_n = min(settings.quick_images, len(variants.stages.eval_images()))
     with progress.task(spec.name, "diagnose variants", 1 + 2 * len(candidates)) as quick:  # variant k/K, quick pass

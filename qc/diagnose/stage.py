@@ -260,7 +260,7 @@ def _diagnose(stages: ModelStages) -> Diagnosis:
     t0 = time.perf_counter()
     candidates = candidates_for(result, spec.diagnose.top_k)
     if candidates:
-        result.sensitivity = measure(variants, candidates, all_nodes, labelled)
+        result.sensitivity = measure(variants, candidates, all_nodes, labelled, result.failing_gates)
         alone = [(r.node, r.tensor, r.quick_only, r.quick_only_worst) for r in result.sensitivity.rows]
         result.origins = add_sensitive(
             result.origins, local.rows, alone, accumulated, ranges, observed, graph, spec.thresholds
