@@ -98,7 +98,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     task.write_report(outcome, stages.eval_images(), model_dir(ctx.report_dir, spec.name))
     for line in task.describe(outcome):
         print(line)
-    labelled = stages.eval_images().coco is not None
+    from qc.tasks.base import is_labelled
+
+    labelled = is_labelled(task, stages.eval_images())
     failed = 0
     evidence = gates.Evidence(spec, accuracy=outcome)
     for name in task.gates:
@@ -239,7 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=positive_int, default=None, help="use at most N evaluation images (N >= 1)")
     p.add_argument("--report-dir", default="reports")
     p.set_defaults(func=_cmd_compare)
-    p = sub.add_parser("eval", help="task accuracy of one model (detection: COCO AP of both sides, drop, agreement AP)")
+    p = sub.add_parser(
+        "eval",
+        help="task accuracy of one model, both sides and the drop (detection: COCO AP, agreement AP; segmentation: "
+        "mIoU, mask agreement; classification: top-1/top-5, top-1 agreement)",
+    )
     p.add_argument("model")
     p.add_argument("--models", default="models.yaml")
     p.add_argument("--images", type=positive_int, default=None, help="use at most N evaluation images (N >= 1)")
