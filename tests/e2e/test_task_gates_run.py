@@ -116,7 +116,10 @@ def test_task_gates_pass_and_a_labelled_gate_without_labels_is_an_expected_failu
     run: subprocess.CompletedProcess[str],
 ) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "4 passed, 17 deselected, 2 xfailed" in run.stdout  # deselected: gates outside `gates`
+    summary_line = run.stdout.strip().splitlines()[-1]
+    assert "4 passed" in summary_line  # the task gates of seg-a16 and cls-a16
+    assert "2 xfailed" in summary_line  # miou_drop without ground truth, top1_drop without labels
+    assert "failed" not in summary_line.replace("xfailed", "")
 
 
 def test_summary_junit_history_and_dashboard_carry_the_task_metrics(
