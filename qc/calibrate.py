@@ -179,8 +179,10 @@ def _why_not(stages: ModelStages) -> str | None:
     spec = stages.spec
     if spec.task is None:
         return f"{spec.name}: no 'task' section (nothing to calibrate)"
-    if stages.eval_images().coco is None:
-        return f"{spec.name}: eval_data has no labels (a plain folder); the labelled drop cannot be measured"
+    from qc.tasks.base import is_labelled
+
+    if not is_labelled(stages.task(), stages.eval_images()):
+        return f"{spec.name}: the evaluation data has no labels for its task; the labelled drop cannot be measured"
     if spec.calibration is None:
         return f"{spec.name}: no 'calibration' image set to quantize the sweep's variants with"
     try:
@@ -243,8 +245,8 @@ def measure(
                 models=[spec.name],
                 variant=setting.label(),
                 setting=setting,
-                images=len(coco.get("images", [])),
-                objects=len(coco.get("annotations", [])),
+                images=len(coco.get("images", [])) if coco else len(images),
+                objects=len(coco.get("annotations", [])) if coco else len(images),
                 metrics=metrics,
                 labelled_failing=failing,
                 spec=vspec,

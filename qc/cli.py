@@ -98,7 +98,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     task.write_report(outcome, stages.eval_images(), model_dir(ctx.report_dir, spec.name))
     for line in task.describe(outcome):
         print(line)
-    labelled = stages.eval_images().coco is not None
+    from qc.tasks.base import is_labelled
+
+    labelled = is_labelled(task, stages.eval_images())
     failed = 0
     evidence = gates.Evidence(spec, accuracy=outcome)
     for name in task.gates:
@@ -148,7 +150,7 @@ def _cmd_fix(args: argparse.Namespace) -> int:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from qc.report.history import HIGHER_IS_BETTER, History
+    from qc.report.history import History, higher_is_better
 
     history = History(Path(args.report_dir) / "history.sqlite")
     runs = history.runs()[-args.last :]
@@ -156,7 +158,8 @@ def _cmd_history(args: argparse.Namespace) -> int:
         print(f"no runs recorded in {history.path}")
         return 0
     keep = {r.run_id for r in runs}
-    metrics = args.metric or list(HIGHER_IS_BETTER)
+    directions = higher_is_better()
+    metrics = args.metric or list(directions)
     points = [p for p in history.points(metrics=metrics) if p.run_id in keep]
     models = sorted({p.model for p in points if not args.model or p.model in args.model})
     print(f"{len(runs)} run(s): {runs[0].run_id} ({runs[0].time}) .. {runs[-1].run_id} ({runs[-1].time})")
@@ -168,7 +171,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
                 continue
             values = [v for _, v in series]
             first, last = values[0], values[-1]
-            better = (last > first) == HIGHER_IS_BETTER.get(metric, True)
+            better = (last > first) == directions.get(metric, True)
             trend = "=" if last == first else ("better" if better else "WORSE")
             shown = "  ".join(f"{v:.4g}" for v in values)
             print(f"  {metric:22} {shown}   ({trend} since the first shown run)")
@@ -238,7 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=positive_int, default=None, help="use at most N evaluation images (N >= 1)")
     p.add_argument("--report-dir", default="reports")
     p.set_defaults(func=_cmd_compare)
-    p = sub.add_parser("eval", help="task accuracy of one model (detection: COCO AP of both sides, drop, agreement AP)")
+    p = sub.add_parser(
+        "eval",
+        help="task accuracy of one model, both sides and the drop (detection: COCO AP, agreement AP; segmentation: "
+        "mIoU, mask agreement; classification: top-1/top-5, top-1 agreement)",
+    )
     p.add_argument("model")
     p.add_argument("--models", default="models.yaml")
     p.add_argument("--images", type=positive_int, default=None, help="use at most N evaluation images (N >= 1)")

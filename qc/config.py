@@ -15,16 +15,20 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from qc.errors import ConfigError
 from qc.gates import GATE_NAMES, gate_info
 from qc.yamlpos import dotted, load_yaml_with_positions
+
+if TYPE_CHECKING:
+    from qc.eval.segmentation import MaskSource, SegDecode
+    from qc.tasks.base import Headline
 
 GATES = GATE_NAMES
 """Every gate name, in report order (from the gate registry, :mod:`qc.gates`)."""
@@ -356,6 +360,113 @@ class TaskSpec(Strict):
         return list(self.class_names)
 
 
+# issue 14 tasks
+class CocoMaskSource(Strict):
+    """Ground truth painted from COCO polygons / RLE: category ids mapped to labels, or all objects = foreground."""
+
+    annotations: Path
+    foreground: bool = Field(default=False, description="Every annotated object is label 1 (salient objects).")
+    category_labels: dict[int, int] | None = Field(default=None, description="COCO category id -> class index.")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> CocoMaskSource:
+        if self.foreground == (self.category_labels is not None):
+            raise ValueError("give either foreground: true or category_labels, not both nor neither")
+        return self
+
+
+class FolderMaskSource(Strict):
+    """VOC-style label masks: ``<image stem>.png`` or ``.npy`` in a folder; 255 = ignore."""
+
+    folder: Path
+
+
+class SegmentationTask(Strict):
+    """Semantic / foreground segmentation for the task metrics (mIoU, mask agreement): the ``segmentation`` task."""
+
+    kind: Literal["segmentation"] = "segmentation"
+    output: str | None = Field(default=None, description="Output tensor with the masks (default: the first).")
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    activation: Literal["none", "sigmoid", "softmax"] = Field(
+        default="none", description="none (already probabilities), sigmoid or softmax."
+    )
+    threshold: float = Field(default=0.5, ge=0, le=1, description="Foreground threshold of a one-channel output.")
+    class_names: tuple[str, ...] = Field(default=(), description="Optional names for the per-class IoU columns.")
+    ground_truth: CocoMaskSource | FolderMaskSource | None = Field(
+        default=None, description="Without it only the label-free mask agreement is computed."
+    )
+    boundary_ratio: float = Field(default=0.02, gt=0, lt=1, description="Boundary IoU dilation / image diagonal.")
+    pictures: int = Field(default=3, ge=0, description="reference | target | disagreement pictures, worst first.")
+
+    def decode_spec(self) -> SegDecode:
+        from qc.eval.segmentation import SegDecode
+
+        return SegDecode(layout=self.layout, activation=self.activation, threshold=self.threshold)
+
+    def mask_source(self) -> MaskSource | None:
+        from qc.eval.masks import CocoMasks, FolderMasks
+
+        gt = self.ground_truth
+        if isinstance(gt, CocoMaskSource):
+            return CocoMasks(gt.annotations, gt.category_labels, gt.foreground)
+        if isinstance(gt, FolderMaskSource):
+            return FolderMasks(gt.folder)
+        return None
+
+
+class CsvLabels(Strict):
+    csv: Path = Field(description="A CSV with a header 'file,label' (label: class index or class name).")
+
+
+class NameLabels(Strict):
+    pattern: str = Field(description="A regex whose group 'label' (or first group) is the class index.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            rx = re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        if "label" not in rx.groupindex and rx.groups == 0:
+            raise ValueError("the pattern needs a capturing group (or a group named 'label') for the class index")
+        return v
+
+
+class ClassificationTask(Strict):
+    """Classifier post-processing for the task metrics (top-1/5 against labels, agreement, KL): ``classification``."""
+
+    kind: Literal["classification"] = "classification"
+    output: str | None = Field(default=None, description="Output tensor with the class scores (default: the first).")
+    activation: Literal["none", "softmax", "sigmoid"] = Field(
+        default="softmax", description="softmax for logits; none for probabilities."
+    )
+    labels: CsvLabels | NameLabels | None = Field(default=None, description="Without labels only agreement/KL.")
+    class_names: tuple[str, ...] = Field(default=(), description="Names for CSV labels given as names.")
+    top_k: int = Field(default=5, gt=0)
+
+    def label_of(self) -> Callable[[str], int] | None:
+        """A file name -> class index function, or None without labels (CSV read once)."""
+        from qc.errors import DataError
+        from qc.eval.classification import label_from_name, labels_from_csv
+
+        if isinstance(self.labels, CsvLabels):
+            table = labels_from_csv(self.labels.csv, self.class_names)
+            source = self.labels.csv
+
+            def from_csv(name: str) -> int:
+                key = Path(name).name
+                if key not in table:
+                    raise DataError(f"{source}: no label for image {key}.")
+                return table[key]
+
+            return from_csv
+        if isinstance(self.labels, NameLabels):
+            pattern = self.labels.pattern
+            return lambda name: label_from_name(name, pattern)
+        return None
+
+
 def _task_kind(value: Any) -> str | None:
     """The task's ``kind``; an entry without one is a detection task (models.yaml files written before tasks)."""
     if isinstance(value, dict):
@@ -364,7 +475,13 @@ def _task_kind(value: Any) -> str | None:
     return getattr(value, "kind", None)
 
 
-TaskConfig = Annotated[Annotated[TaskSpec, Tag("detection")], Discriminator(_task_kind)]
+TaskConfig = Annotated[
+    Annotated[TaskSpec, Tag("detection")]
+    # issue 14 tasks
+    | Annotated[SegmentationTask, Tag("segmentation")]
+    | Annotated[ClassificationTask, Tag("classification")],
+    Discriminator(_task_kind),
+]
 """The ``task`` section: a tagged union on ``kind`` (default ``detection``); a task kind adds its spec here and its
 implementation to :mod:`qc.tasks`."""
 
@@ -394,13 +511,34 @@ class BaselineTolerances(Strict):
     target_ap: float = Field(default=0.01, ge=0, le=1, description="Absolute AP points.")
     worst_layer_cosine: float = Field(default=0.005, ge=0, le=2, description="Absolute cosine.")
     fps: float = Field(default=0.2, ge=0, le=1, description="Relative: 0.2 = 20% slower than the baseline.")
+    metrics: dict[str, float] = Field(
+        default_factory=dict,
+        description="Absolute tolerance per headline metric of the entry's task (e.g. target_miou: 0.01); "
+        "overrides the task's default and gates a headline that has none.",
+    )
 
-    def table(self) -> dict[str, tuple[float, bool]]:
-        return {
-            "target_ap": (self.target_ap, False),
-            "worst_layer_cosine": (self.worst_layer_cosine, False),
-            "target_fps": (self.fps, True),
-        }
+    @field_validator("metrics")
+    @classmethod
+    def _non_negative(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: x for k, x in v.items() if not x >= 0}
+        if bad:
+            raise ValueError(f"tolerances must be >= 0, found {bad}")
+        return v
+
+    def table(self, headlines: Iterable[Headline] = ()) -> dict[str, tuple[float, bool]]:
+        """Metric -> (tolerance, relative?) for the ``baseline`` gate: worst-layer cosine and FPS, every headline
+        of the entry's task with a default tolerance (``target_ap``: this class's field), then ``metrics``."""
+        out: dict[str, tuple[float, bool]] = {}
+        for h in headlines:
+            if h.name == "target_ap":
+                out[h.name] = (self.target_ap, False)
+            elif h.baseline_tolerance is not None:
+                out[h.name] = (h.baseline_tolerance, False)
+        out["worst_layer_cosine"] = (self.worst_layer_cosine, False)
+        out["target_fps"] = (self.fps, True)
+        for name, tolerance in self.metrics.items():
+            out[name] = (tolerance, False)
+        return out
 
 
 class DiagnoseSettings(Strict):
@@ -409,7 +547,11 @@ class DiagnoseSettings(Strict):
     top_k: int = Field(default=10, gt=0, description="Layers with the worst local error to test for sensitivity.")
     quick_images: int = Field(default=2, gt=0, description="Images for the cheap first sensitivity pass.")
     shortlist: int = Field(default=5, gt=0, description="Layers re-measured with the task metric on all images.")
-    metric: Literal["auto", "ap", "agreement_ap", "output_sqnr"] = "auto"
+    metric: str = Field(
+        default="auto",
+        description="auto | output_sqnr | one of the task's diagnosis metrics (detection: ap, agreement_ap; "
+        "segmentation: miou, mask_agreement; classification: top1, top1_agreement).",
+    )
     max_float_layers: int = Field(default=10, ge=0, description="At most this many layers kept in higher precision.")
     advice_precision: Literal["float", "int16"] = "float"
     advice_gates: tuple[str, ...] | None = Field(
@@ -463,6 +605,15 @@ class Thresholds(Strict):
     min_fps_ratio: float | None = Field(default=None, gt=0, description="Target FPS / reference FPS, at least.")
     baseline: BaselineTolerances = BaselineTolerances()
     overrides: dict[str, ThresholdValues] = Field(default_factory=dict)
+    # issue 14 tasks
+    max_miou_drop: float = Field(default=0.02, ge=0, le=1, description="Segmentation: reference mIoU minus target's.")
+    min_mask_agreement: float = Field(
+        default=0.9, ge=0, le=1, description="Segmentation: target masks vs the reference's (foreground IoU / mIoU)."
+    )
+    max_top1_drop: float = Field(default=0.01, ge=0, le=1, description="Classification: top-1 accuracy drop.")
+    min_top1_agreement: float = Field(
+        default=0.95, ge=0, le=1, description="Classification: images where the target's top-1 is the reference's."
+    )
 
     def for_tensor(self, name: str) -> TensorThresholds:
         """The thresholds that apply to ``name``: the one place tolerances are resolved (an override of 0.0 is 0.0)."""
@@ -539,6 +690,7 @@ class ModelSpec(Strict):
                 "target kind 'qnn' without target.context_binary exports one from the reference: it needs a "
                 "'calibration' image set"
             )
+        self._task_metric_names()
         if self.gates is not None:
             kind = self.task.kind if self.task is not None else None
             foreign = [g for g in self.gates if gate_info(g).task not in (None, kind)]
@@ -547,6 +699,30 @@ class ModelSpec(Strict):
                 have = f"a {kind!r} task" if kind else "no 'task' section"
                 raise ValueError(f"gates {foreign} need a task of kind {owners} (this entry has {have})")
         return self
+
+    def _task_metric_names(self) -> None:
+        """``diagnose.metric`` and ``thresholds.baseline.metrics`` name metrics of the entry's task (its class is
+        imported only when either is set)."""
+        metric = self.diagnose.metric
+        tolerated = self.thresholds.baseline.metrics
+        if metric in ("auto", "output_sqnr") and not tolerated:
+            return
+        from qc.tasks import task_class
+
+        cls = task_class(self.task.kind) if self.task is not None else None
+        if metric not in ("auto", "output_sqnr"):
+            allowed = ["auto", "output_sqnr", *(cls.diagnosis_metrics if cls is not None else ())]
+            if metric not in allowed:
+                raise ValueError(
+                    f"diagnose.metric: {metric!r} is not a metric of this entry's task; expected {allowed}"
+                )
+        known = {"worst_layer_cosine", *(h.name for h in (cls.headlines if cls is not None else ()))}
+        unknown = sorted(set(tolerated) - known)
+        if unknown:
+            raise ValueError(
+                f"thresholds.baseline.metrics: {unknown} are not headline metrics of this entry's task; "
+                f"expected some of {sorted(known)}"
+            )
 
     def applies(self, gate: str) -> bool:
         """Whether ``gate`` runs for this model: listed in ``gates`` (default all) and computable at all.
@@ -652,6 +828,8 @@ _PATH_KEYS = {
     "key_file",
     "known_hosts",
     "dotenv",
+    # issue 14 tasks
+    "csv",
 }
 
 
@@ -708,8 +886,14 @@ def _missing_files(spec: ModelSpec) -> list[tuple[tuple[str | int, ...], str]]:
             checks.append(((key, "coco", "images"), data.coco.images, True))
         elif data.folder is not None:
             checks.append(((key, "folder"), data.folder, True))
-    if spec.task is not None and isinstance(spec.task.class_names, Path):
+    if isinstance(spec.task, TaskSpec) and isinstance(spec.task.class_names, Path):
         checks.append((("task", "class_names"), spec.task.class_names, False))
+    if isinstance(spec.task, SegmentationTask) and isinstance(spec.task.ground_truth, CocoMaskSource):
+        checks.append((("task", "ground_truth", "annotations"), spec.task.ground_truth.annotations, False))
+    if isinstance(spec.task, SegmentationTask) and isinstance(spec.task.ground_truth, FolderMaskSource):
+        checks.append((("task", "ground_truth", "folder"), spec.task.ground_truth.folder, True))
+    if isinstance(spec.task, ClassificationTask) and isinstance(spec.task.labels, CsvLabels):
+        checks.append((("task", "labels", "csv"), spec.task.labels.csv, False))
     out = []
     for loc, path, is_dir in checks:
         if is_dir and not path.is_dir():
@@ -810,6 +994,9 @@ _TAGS: dict[str, type[BaseModel]] = {
     "snpe": SnpeTarget,
     "qnn": QnnDeviceTarget,
     "detection": TaskSpec,
+    # issue 14 tasks
+    "segmentation": SegmentationTask,
+    "classification": ClassificationTask,
 }
 
 

@@ -273,8 +273,10 @@ def baseline(
     found: tuple[RunInfo, dict[str, float]] | None,
     tolerances: BaselineTolerances,
     which: str,
+    model_spec: ModelSpec | None = None,
 ) -> GateResult:
-    """No headline metric worse than in the baseline run by more than its tolerance."""
+    """No headline metric worse than in the baseline run by more than its tolerance (the task's headlines of
+    ``model_spec``'s task with a tolerance, worst-layer cosine and FPS)."""
     from qc.report.history import regressions
 
     metrics: dict[str, float | str] = {f"current.{k}": v for k, v in current.items()}
@@ -284,7 +286,8 @@ def baseline(
         )
     run, values = found
     metrics["baseline_run"] = run.run_id
-    regressed, missing = regressions(current, values, tolerances.table())
+    table = tolerances.table(_headlines_of(model_spec)) if model_spec is not None else tolerances.table()
+    regressed, missing = regressions(current, values, table)
     problems = [r.message() for r in regressed]
     problems += [f"{m} could not be measured in this run (baseline has it)" for m in missing]
     if problems:
@@ -294,7 +297,9 @@ def baseline(
             f"{model}: regressed against run {run.run_id} ({run.time}): {'; '.join(problems)}",
             metrics,
         )
-    compared = ", ".join(f"{k} {current[k]:.4f} (baseline {values[k]:.4f})" for k in tolerances.table() if k in values)
+    compared = ", ".join(
+        f"{k} {current[k]:.4f} (baseline {values[k]:.4f})" for k in table if k in values and k in current
+    )
     return GateResult("baseline", True, f"{model}: no regression against run {run.run_id}: {compared}", metrics)
 
 
@@ -378,10 +383,18 @@ def _lint(ev: Evidence) -> GateResult:
     return lint(ev.spec.name, ev.lint, ev.spec.lint)
 
 
+def _headlines_of(spec: ModelSpec) -> tuple[Any, ...]:
+    if spec.task is None:
+        return ()
+    from qc.tasks import task_class
+
+    return task_class(spec.task.kind).headlines
+
+
 def _baseline(ev: Evidence) -> GateResult:
     b = ev.baseline
     assert b is not None
-    return baseline(ev.spec.name, b.current, b.found, ev.spec.thresholds.baseline, b.which)
+    return baseline(ev.spec.name, b.current, b.found, ev.spec.thresholds.baseline, b.which, ev.spec)
 
 
 _CHECKS: dict[str, Check] = {
@@ -400,6 +413,23 @@ _TASK_GATES: dict[str, tuple[tuple[str, str, bool], ...]] = {
         (
             "agreement_ap",
             "The target's AP against the reference's confident detections, at least min_agreement_ap.",
+            False,
+        ),
+    ),
+    # issue 14 tasks
+    "segmentation": (
+        ("miou_drop", "Mean IoU of the reference minus the target's (ground truth), at most max_miou_drop.", True),
+        (
+            "mask_agreement",
+            "The target's masks against the reference's (foreground IoU, else mIoU), at least min_mask_agreement.",
+            False,
+        ),
+    ),
+    "classification": (
+        ("top1_drop", "Top-1 accuracy of the reference minus the target's (labels), at most max_top1_drop.", True),
+        (
+            "top1_agreement",
+            "Share of images where the target's top-1 class is the reference's, at least min_top1_agreement.",
             False,
         ),
     ),

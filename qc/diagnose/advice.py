@@ -35,7 +35,6 @@ import yaml
 from qc import gates
 from qc.compare.layerwise import Comparison
 from qc.config import ModelSpec, assets_dir
-from qc.eval.accuracy import AccuracyResult
 
 ADVICE_GATES = gates.advice_gates()
 """The gates advice may aim at, from the gate registry: output similarity and every task's accuracy gates."""
@@ -128,7 +127,7 @@ def greedy_keep(
 
 
 def verdicts_for(
-    spec: ModelSpec, outputs: Comparison | None, accuracy: AccuracyResult | None, wanted: Sequence[str]
+    spec: ModelSpec, outputs: Comparison | None, accuracy: Any, wanted: Sequence[str]
 ) -> list[GateVerdict]:
     """Gate verdicts, through qc.gates, for the gates in ``wanted`` that the given results can decide."""
     out: list[GateVerdict] = []
@@ -321,10 +320,10 @@ def summarize(verdicts: Sequence[GateVerdict]) -> str:
     return "; ".join(f"{'PASS' if v.passed else 'FAIL'} {v.gate}" for v in verdicts)
 
 
-def score_of(verdicts: Sequence[GateVerdict], metrics: Mapping[str, float]) -> float:
-    """A scalar for reports: how many goal gates pass (ties broken by AP when known)."""
-    ap = metrics.get("target_ap", math.nan)
-    return sum(v.passed for v in verdicts) + (0.0 if math.isnan(ap) else ap / 10.0)
+def score_of(verdicts: Sequence[GateVerdict], tie: float = math.nan) -> float:
+    """A scalar for reports: how many goal gates pass (ties broken by the task's labelled metric when known,
+    e.g. the target's AP; ``tie`` in [0, 1])."""
+    return sum(v.passed for v in verdicts) + (0.0 if math.isnan(tie) else tie / 10.0)
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -4,7 +4,9 @@ For each of the top-K layers by local error, two variants of the entry: everythi
 (``float_nodes`` + the layer: how much keeping it float recovers, *gain*), and only the layer quantized (every
 other node in ``float_nodes``: how much it costs alone, *drop*). A cheap first pass measures the worst output or
 slice SQNR on ``quick_images`` images; the ``shortlist`` best are then measured with the task metric on every
-evaluation image: COCO AP with labels, agreement AP without, output SQNR when the entry has no task. The score
+evaluation image: the task's own labelled metric with labels (detection: COCO AP; segmentation: mIoU;
+classification: top-1), its label-free agreement without (``Task.diagnosis_metrics``), output SQNR when the entry
+has no task. The score
 of a layer is the larger of gain and drop, so a layer that only hurts together with others (gain) and one that
 hurts on its own (drop) both rank high.
 """
@@ -14,25 +16,38 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from qc import progress
 from qc.config import ModelSpec
 from qc.diagnose.variants import SQNR_CAP_DB, Variant, Variants
 
-Metric = Literal["ap", "agreement_ap", "output_sqnr"]
+Metric = str
+"""``output_sqnr`` or one of the entry's task's ``diagnosis_metrics`` (detection: ``ap``, ``agreement_ap``)."""
 
 
-def choose_metric(spec: ModelSpec, labelled: bool) -> Metric:
-    """``spec.diagnose.metric``, with ``auto`` resolved: AP with labels, agreement AP without, else output SQNR."""
+def choose_metric(spec: ModelSpec, labelled: bool, failing: Collection[str] = ()) -> Metric:
+    """``spec.diagnose.metric``, with ``auto`` resolved: the task's labelled metric with labels, its label-free
+    agreement metric without (:attr:`qc.tasks.base.Task.diagnosis_metrics`), else output SQNR.
+
+    With labels, when the task's agreement gate is among the ``failing`` gates and none of its labelled budget
+    gates is, the loss is in agreement only (e.g. the target's top-1 against the labels rises while a third of
+    its decisions change): the label-free metric then ranks the layers."""
     wanted = spec.diagnose.metric
     if wanted != "auto":
         return wanted
     if spec.task is None:
         return "output_sqnr"
-    return "ap" if labelled else "agreement_ap"
+    from qc.tasks import task_class
+
+    cls = task_class(spec.task.kind)
+    with_labels, label_free = cls.diagnosis_metrics
+    budgets = {b.gate for b in cls.calibration.budgets}
+    if labelled and cls.calibration.agreement.gate in failing and not budgets & set(failing):
+        return label_free
+    return with_labels if labelled else label_free
 
 
 @dataclass(frozen=True)
@@ -100,34 +115,31 @@ class SensitivityResult:
 
 
 def task_value(variants: Variants, variant: Variant, metric: Metric) -> float:
-    """The task metric of a variant on every evaluation image; an empty side counts as 0 (never NaN)."""
+    """The task metric of a variant's target side on every evaluation image (never NaN: an empty side is 0)."""
     if metric == "output_sqnr":
         value = variants.quick_quality(variant, len(variants.stages.eval_images())).value
         return 0.0 if math.isnan(value) else value
-    acc = variants.accuracy(variant)
-    if metric == "ap":
-        scores = acc.target
-        return 0.0 if scores is None or scores.empty or math.isnan(scores.ap) else float(scores.ap)
-    return 0.0 if acc.agreement.empty or math.isnan(acc.agreement.ap) else float(acc.agreement.ap)
+    return variants.stages.task().score(variants.accuracy(variant), metric, "target")
 
 
 def reference_task_value(variants: Variants, metric: Metric) -> float:
+    """The same metric on the FP32 reference side (an agreement metric: 1.0)."""
     if metric == "output_sqnr":
         return SQNR_CAP_DB
-    if metric == "agreement_ap":
-        return 1.0
-    acc = variants.accuracy(Variant())
-    ref = acc.reference
-    return 0.0 if ref is None or ref.empty or math.isnan(ref.ap) else float(ref.ap)
+    return variants.stages.task().score(variants.accuracy(Variant()), metric, "reference")
 
 
 def measure(
-    variants: Variants, candidates: Sequence[Candidate], all_nodes: Sequence[str], labelled: bool
+    variants: Variants,
+    candidates: Sequence[Candidate],
+    all_nodes: Sequence[str],
+    labelled: bool,
+    failing: Collection[str] = (),
 ) -> SensitivityResult:
     """Quick pass on every candidate, task metric on the shortlist; rows ranked most sensitive first."""
     spec = variants.spec
     settings = spec.diagnose
-    metric = choose_metric(spec, labelled)
+    metric = choose_metric(spec, labelled, failing)
     started = time.perf_counter()
     quick_n = min(settings.quick_images, len(variants.stages.eval_images()))
     with progress.task(spec.name, "diagnose variants", 1 + 2 * len(candidates)) as quick:  # variant k/K, quick pass

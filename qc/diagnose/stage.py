@@ -41,9 +41,9 @@ from qc.diagnose.ranges import RangeEvidence, RangeObserver
 from qc.diagnose.sensitivity import Candidate, SensitivityResult, measure
 from qc.diagnose.variants import Variant, Variants
 from qc.errors import ConfigError
-from qc.eval.accuracy import AccuracyResult
 from qc.pipeline import ModelStages, iter_feeds, ort_version
 from qc.runners.ort import OrtRunner, describe
+from qc.tasks.base import is_labelled
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +183,9 @@ def _accumulated(stages: ModelStages) -> tuple[dict[str, tuple[float, float]], A
 def _baseline_verdicts(stages: ModelStages, wanted: tuple[str, ...]) -> list[GateVerdict]:
     spec = stages.spec
     outputs = stages.comparison() if any(g in OUTPUT_GATES or g == "layer_cosine" for g in wanted) else None
-    accuracy: AccuracyResult | None = None
+    accuracy: Any = None
     if spec.task is not None and any(g in ACCURACY_GATES for g in wanted):
-        accuracy = stages.accuracy()[0]
+        accuracy = stages.accuracy()
     return verdicts_for(spec, outputs, accuracy, wanted)
 
 
@@ -225,7 +225,7 @@ def _diagnose(stages: ModelStages) -> Diagnosis:
     timings["local_and_ranges_s"] = time.perf_counter() - t0
     origins, notes = find_origins(spec.name, local.rows, accumulated, ranges, observed, graph, spec.thresholds)
     patterns = {r.tensor: pattern_of(r.tensor, graph, ranges, observed) for r in local.rows if r.quantized}
-    labelled = stages.eval_images().coco is not None
+    labelled = spec.task is not None and is_labelled(stages.task(), stages.eval_images())
     wanted = tuple(g for g in (*ADVICE_GATES, "layer_cosine") if spec.applies(g))
     baseline = _baseline_verdicts(stages, wanted)
     result = Diagnosis(
@@ -260,7 +260,7 @@ def _diagnose(stages: ModelStages) -> Diagnosis:
     t0 = time.perf_counter()
     candidates = candidates_for(result, spec.diagnose.top_k)
     if candidates:
-        result.sensitivity = measure(variants, candidates, all_nodes, labelled)
+        result.sensitivity = measure(variants, candidates, all_nodes, labelled, result.failing_gates)
         alone = [(r.node, r.tensor, r.quick_only, r.quick_only_worst) for r in result.sensitivity.rows]
         result.origins = add_sensitive(
             result.origins, local.rows, alone, accumulated, ranges, observed, graph, spec.thresholds
@@ -313,13 +313,15 @@ def advise(
         if out_goal:
             verdicts += verdicts_for(spec, variants.outputs(variant), None, out_goal)
         acc_goal = [g for g in goal if g in ACCURACY_GATES]
-        metrics: dict[str, float] = {}
+        tie = math.nan
         if acc_goal and all(v.passed for v in verdicts):
             acc = variants.accuracy(variant)
             verdicts += verdicts_for(spec, None, acc, acc_goal)
-            metrics = _accuracy_metrics(acc)
+            if labelled:
+                task = stages.task()
+                tie = task.score(acc, task.diagnosis_metrics[0], "target")
         passed = len(verdicts) == len(goal) and all(v.passed for v in verdicts)
-        return Trial(layers, passed, score_of(verdicts, metrics), summarize(verdicts), tuple(verdicts))
+        return Trial(layers, passed, score_of(verdicts, tie), summarize(verdicts), tuple(verdicts))
 
     with progress.task(spec.name, "diagnose advice") as search:  # variant k (the search decides how many)
         best, trials = greedy_keep(advice.candidates, evaluate, settings.max_float_layers)
@@ -357,20 +359,6 @@ def advise(
     return advice
 
 
-def _accuracy_metrics(acc: AccuracyResult) -> dict[str, float]:
-    out: dict[str, float] = {"agreement_ap": float(acc.agreement.ap)}
-    if acc.reference is not None and acc.target is not None:
-        out.update(
-            reference_ap=float(acc.reference.ap),
-            target_ap=float(acc.target.ap),
-            ap_drop=acc.drop("ap"),
-            ap50_drop=acc.drop("ap50"),
-            reference_ap50=float(acc.reference.ap50),
-            target_ap50=float(acc.target.ap50),
-        )
-    return out
-
-
 def verify(
     stages: ModelStages,
     variants: Variants,
@@ -384,12 +372,12 @@ def verify(
     spec = stages.spec
     wanted = [g for g in (*ADVICE_GATES, "layer_cosine") if spec.applies(g)]
     name = f"{spec.name}-advised"
-    accuracy: AccuracyResult | None = None
+    accuracy: Any = None
     if precision == "float":
         advised = ModelStages(variants.spec_for(variant, name=name), stages.ctx)
         comparison = advised.comparison()
         if spec.task is not None:
-            accuracy = advised.accuracy()[0]
+            accuracy = advised.accuracy()
         model_path = str(advised.target().model_path())
     else:
         comparison = variants.outputs(variant)
@@ -397,7 +385,7 @@ def verify(
             accuracy = variants.accuracy(variant)
         model_path = str(variants.runner(variant).model_path())
     verdicts = verdicts_for(spec, comparison, accuracy, wanted)
-    metrics: dict[str, float] = _accuracy_metrics(accuracy) if accuracy is not None else {}
+    metrics: dict[str, float] = stages.task().metrics(accuracy) if accuracy is not None else {}
     for row in comparison.outputs:
         metrics[f"{row.output}.cosine"] = row.metrics.cosine_mean
         metrics[f"{row.output}.sqnr_db"] = row.metrics.sqnr_db_mean

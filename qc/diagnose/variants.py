@@ -23,7 +23,6 @@ from qc.cache import stable_hash
 from qc.compare.layerwise import Comparison, OutputAccumulator, slice_array
 from qc.config import ModelSpec, QuantSettings
 from qc.errors import ConfigError, ModelError
-from qc.eval.accuracy import AccuracyResult, collect, score
 from qc.pipeline import ModelStages, iter_feeds
 from qc.runners.base import Runner
 from qc.runners.ort import OrtRunner
@@ -169,28 +168,22 @@ class Variants:
 
         return self.cache.cached("diagnose-outputs", key, build, lambda data, _folder: Comparison.from_json(data))
 
-    def accuracy(self, variant: Variant) -> AccuracyResult:
-        """COCO AP of both sides, the drop and agreement AP on every evaluation image; cached."""
-        task = self.spec.task
-        if task is None:
-            raise ConfigError(f"{self.spec.name}: the accuracy metric needs a 'task' section (decoder, class_names).")
-        key = stable_hash(
-            "accuracy",
-            self.key(variant),
-            task,
-            self.stages.eval_images().fingerprint(),
-        )
+    def accuracy(self, variant: Variant) -> Any:
+        """The entry's task outcome (:meth:`qc.tasks.base.Task.evaluate`: both sides against the labels, and the
+        agreement) on every evaluation image; cached through the task's own save/load."""
+        if self.spec.task is None:
+            raise ConfigError(f"{self.spec.name}: the accuracy metric needs a 'task' section.")
+        task = self.stages.task()
+        images = self.stages.eval_images()
+        key = stable_hash("accuracy", self.key(variant), task.key(), images.fingerprint())
 
-        def build(_folder: Path) -> tuple[AccuracyResult, dict[str, Any]]:
+        def build(folder: Path) -> tuple[Any, dict[str, Any]]:
             runner = self.runner(variant)
             _, size = self.stages.io()
-            names = task.names()
-            images = self.stages.eval_images()
-            ref, tgt, sizes = collect(task, self.stages.reference, runner, self.feeds(), size, len(names))
-            result = score(task, ref, tgt, sizes, images.coco, names)
-            return result, result.to_json()
+            outcome = task.evaluate(self.stages.reference, runner, self.feeds(), size, images)
+            return outcome, task.save(outcome, folder)
 
-        return self.cache.cached("diagnose-accuracy", key, build, lambda data, _f: AccuracyResult.from_json(data))
+        return self.cache.cached("diagnose-accuracy", key, build, task.load)
 
 
 def output_quality(

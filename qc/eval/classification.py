@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, field_validator
 
-from qc.config import Strict
+from qc.config import ClassificationTask
 from qc.errors import DataError, MetricError
 
 Activation = Literal["none", "softmax", "sigmoid"]
@@ -213,59 +212,14 @@ class ClassificationAccumulator:
         )
 
 
-# -- settings (models.yaml ``task: {kind: classification, ...}``) -------------------------------------------
+# -- settings (models.yaml ``task: {kind: classification, ...}``): the spec classes live in qc.config -----
 
-
-class CsvLabels(Strict):
-    csv: Path = Field(description="A CSV with a header 'file,label' (label: class index or class name).")
-
-
-class NameLabels(Strict):
-    pattern: str = Field(description="A regex whose group 'label' (or first group) is the class index.")
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, v: str) -> str:
-        try:
-            rx = re.compile(v)
-        except re.error as exc:
-            raise ValueError(f"not a regular expression: {exc}") from None
-        if "label" not in rx.groupindex and rx.groups == 0:
-            raise ValueError("the pattern needs a capturing group (or a group named 'label') for the class index")
-        return v
-
-
-class ClassificationSettings(Strict):
-    """Classifier post-processing for the task metrics (top-1/top-5 against labels, label-free agreement, KL)."""
-
-    kind: Literal["classification"] = "classification"
-    output: str | None = Field(default=None, description="Output tensor with the class scores (default: the first).")
-    activation: Activation = Field(default="softmax", description="softmax for logits; none for probabilities.")
-    labels: CsvLabels | NameLabels | None = Field(default=None, description="Without labels only agreement/KL.")
-    class_names: tuple[str, ...] = Field(default=(), description="Names for CSV labels given as names.")
-    top_k: int = Field(default=5, gt=0)
-
-    def label_of(self) -> Callable[[str], int] | None:
-        """A file name -> class index function, or None without labels (CSV read once)."""
-        if isinstance(self.labels, CsvLabels):
-            table = labels_from_csv(self.labels.csv, self.class_names)
-            source = self.labels.csv
-
-            def from_csv(name: str) -> int:
-                key = Path(name).name
-                if key not in table:
-                    raise DataError(f"{source}: no label for image {key}.")
-                return table[key]
-
-            return from_csv
-        if isinstance(self.labels, NameLabels):
-            pattern = self.labels.pattern
-            return lambda name: label_from_name(name, pattern)
-        return None
+ClassificationSettings = ClassificationTask
+"""The ``task: {kind: classification}`` settings (:class:`qc.config.ClassificationTask`)."""
 
 
 def evaluate_classification(
-    settings: ClassificationSettings, items: Iterable[tuple[str, np.ndarray, np.ndarray]]
+    settings: ClassificationTask, items: Iterable[tuple[str, np.ndarray, np.ndarray]]
 ) -> ClassificationResult:
     """Stream ``(image file name, reference output, target output)`` through the accumulator, with labels when
     configured."""

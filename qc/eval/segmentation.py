@@ -24,9 +24,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, model_validator
 
-from qc.config import Strict
+from qc.config import SegmentationTask
 from qc.data.preprocess import Transform
 from qc.errors import DataError, MetricError
 
@@ -434,56 +433,10 @@ def draw_mask_triptych(
     canvas.save(out_path)
 
 
-# -- settings (models.yaml ``task: {kind: segmentation, ...}``) ---------------------------------------------
+# -- settings (models.yaml ``task: {kind: segmentation, ...}``): the spec classes live in qc.config ---------
 
-
-class CocoMaskSource(Strict):
-    """Ground truth painted from COCO polygons / RLE: category ids mapped to labels, or all objects = foreground."""
-
-    annotations: Path
-    foreground: bool = Field(default=False, description="Every annotated object is label 1 (salient objects).")
-    category_labels: dict[int, int] | None = Field(default=None, description="COCO category id -> class index.")
-
-    @model_validator(mode="after")
-    def _one_rule(self) -> CocoMaskSource:
-        if self.foreground == (self.category_labels is not None):
-            raise ValueError("give either foreground: true or category_labels, not both nor neither")
-        return self
-
-
-class FolderMaskSource(Strict):
-    """VOC-style label masks: ``<image stem>.png`` or ``.npy`` in a folder; 255 = ignore."""
-
-    folder: Path
-
-
-class SegmentationSettings(Strict):
-    """Semantic / foreground segmentation post-processing for the task metrics (mIoU, mask agreement)."""
-
-    kind: Literal["segmentation"] = "segmentation"
-    output: str | None = Field(default=None, description="Output tensor with the masks (default: the first).")
-    layout: Layout = "NCHW"
-    activation: Activation = Field(default="none", description="none (already probabilities), sigmoid or softmax.")
-    threshold: float = Field(default=0.5, ge=0, le=1, description="Foreground threshold of a one-channel output.")
-    class_names: tuple[str, ...] = Field(default=(), description="Optional names for the per-class IoU columns.")
-    ground_truth: CocoMaskSource | FolderMaskSource | None = Field(
-        default=None, description="Without it only the label-free mask agreement is computed."
-    )
-    boundary_ratio: float = Field(default=0.02, gt=0, lt=1, description="Boundary IoU dilation / image diagonal.")
-    pictures: int = Field(default=3, ge=0, description="reference | target | disagreement pictures, worst first.")
-
-    def decode_spec(self) -> SegDecode:
-        return SegDecode(layout=self.layout, activation=self.activation, threshold=self.threshold)
-
-    def mask_source(self) -> MaskSource | None:
-        from qc.eval.masks import CocoMasks, FolderMasks
-
-        gt = self.ground_truth
-        if isinstance(gt, CocoMaskSource):
-            return CocoMasks(gt.annotations, gt.category_labels, gt.foreground)
-        if isinstance(gt, FolderMaskSource):
-            return FolderMasks(gt.folder)
-        return None
+SegmentationSettings = SegmentationTask
+"""The ``task: {kind: segmentation}`` settings (:class:`qc.config.SegmentationTask`)."""
 
 
 class MaskSource(Protocol):
@@ -491,7 +444,7 @@ class MaskSource(Protocol):
 
 
 def evaluate_segmentation(
-    settings: SegmentationSettings,
+    settings: SegmentationTask,
     net_hw: tuple[int, int],
     items: Iterable[tuple[str, np.ndarray, np.ndarray, Transform]],
 ) -> SegmentationResult:
@@ -499,7 +452,7 @@ def evaluate_segmentation(
     accumulator; ground truth (when configured) is read per image. The class count is the outputs' channel count
     (two for one sigmoid channel)."""
     spec = settings.decode_spec()
-    source = settings.mask_source()
+    source: MaskSource | None = settings.mask_source()
     acc: SegmentationAccumulator | None = None
     for name, ref_out, tgt_out, transform in items:
         ref, _ = decode_mask(ref_out, spec, transform, net_hw, "reference")

@@ -35,6 +35,8 @@ class Summary:
             for key, value in props.items():
                 if key == "qc_target":
                     row["target"] = value
+                elif key in GATE_NAMES:  # a metric named like a gate must not overwrite that gate's outcome
+                    row[f"{key}.value"] = value
                 elif key not in ("qc_model", "qc_gate"):
                     row[key] = value
 
@@ -232,6 +234,7 @@ def model_settings(config: pytest.Config, report_dir: Path | None = None) -> dic
     for spec in specs:
         row: dict[str, Any] = {
             "target": spec.target.kind,
+            "task": spec.task.kind if spec.task is not None else None,
             "reference": str(spec.reference),
             "target settings": spec.target.model_dump(mode="json", exclude={"kind"}),
             "preprocess": spec.preprocess.model_dump(mode="json"),

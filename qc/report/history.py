@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sqlite3
 import subprocess
@@ -30,18 +31,24 @@ CREATE TABLE IF NOT EXISTS metrics (
 CREATE INDEX IF NOT EXISTS metrics_by_model ON metrics(model, metric);
 """
 
-# Headline metrics: what trends and baselines look at, and which direction is better.
-HIGHER_IS_BETTER = {
+# Task-independent headline metrics: what trends and baselines look at, and which direction is better.
+TASK_INDEPENDENT = {
     "worst_layer_cosine": True,
-    "target_ap": True,
-    "target_ap50": True,
-    "agreement.ap": True,
     "target_fps": True,
-    "ap_drop": False,
-    "ap50_drop": False,
     "latency_ms_p50": False,
     "lint_findings": False,
 }
+
+
+@functools.cache
+def higher_is_better() -> dict[str, bool]:
+    """Every headline metric and whether higher is better: every registered task's headlines
+    (:attr:`qc.tasks.base.Task.headlines`), then the task-independent ones."""
+    from qc.tasks.base import all_headlines
+
+    out = {h.name: h.higher_is_better for h in all_headlines()}
+    out.update(TASK_INDEPENDENT)
+    return out
 
 
 @dataclass(frozen=True)
@@ -193,7 +200,7 @@ def regressions(
             continue
         base = baseline[metric]
         allowed = abs(base) * tol if relative else tol
-        worse = (base - now) if HIGHER_IS_BETTER.get(metric, True) else (now - base)
+        worse = (base - now) if higher_is_better().get(metric, True) else (now - base)
         if worse > allowed:
             found.append(Regression(metric, base, now, tol, relative))
     return found, missing

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 TASKS: dict[str, str] = {
     "detection": "qc.tasks.detection:DetectionTask",
+    # issue 14 tasks
+    "segmentation": "qc.tasks.segmentation:Segmentation",
+    "classification": "qc.tasks.classification:Classification",
 }
 """Task kind -> ``module:class`` of its implementation (imported on first use)."""
 

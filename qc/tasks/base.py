@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
@@ -63,6 +63,19 @@ class Calibration:
     agreement: GateMetric
 
 
+@dataclass(frozen=True)
+class Headline:
+    """One headline metric of a task: a key of Task.metrics(outcome)."""
+
+    name: str
+    """e.g. "target_miou", "top1_agreement"; unique across tasks -> prefix with the quantity."""
+    higher_is_better: bool
+    baseline_tolerance: float | None
+    """Default absolute tolerance for --qc-baseline (None: trended, never gated)."""
+    label: str
+    """Short column label for the dashboard / summary, e.g. "mIoU (target)"."""
+
+
 class Task(Protocol):
     """One task kind (``task.kind`` in models.yaml), built from its models.yaml entry: ``Task(spec)``.
 
@@ -73,6 +86,11 @@ class Task(Protocol):
     kind: ClassVar[str]
     calibration: ClassVar[Calibration]
     """Its labelled budget gates and its label-free agreement gate (see :mod:`qc.calibrate`)."""
+    headlines: ClassVar[tuple[Headline, ...]]
+    """The keys of metrics() that summary.csv, the history (direction), --qc-baseline and the dashboard show."""
+    diagnosis_metrics: ClassVar[tuple[str, str]]
+    """(labelled metric, label-free metric) for the diagnosis' sensitivity, e.g. detection ("ap", "agreement_ap"),
+    segmentation ("miou", "mask_agreement"), classification ("top1", "top1_agreement")."""
     spec: ModelSpec
 
     def __init__(self, spec: ModelSpec) -> None: ...
@@ -125,3 +143,29 @@ class Task(Protocol):
     def calibration_metrics(self, outcome: Any) -> dict[str, float]:
         """The values :attr:`calibration` names (each labelled drop and the agreement), NaN where undefined."""
         ...
+
+    def score(self, outcome: Any, metric: str, side: Literal["reference", "target"]) -> float:
+        """The value of one of diagnosis_metrics on one side (higher is better; agreement metrics: the reference
+        side is 1.0). An undefined/empty value is 0.0, never NaN (the sensitivity ranks differences)."""
+        ...
+
+
+def is_labelled(task: Task, images: ImageSet) -> bool:
+    """Whether the task's labelled metrics exist for ``images``: the task's optional ``labelled(images)`` hook
+    (segmentation: ground-truth masks configured; classification: labels configured), by default whether the
+    evaluation data is a COCO annotation file."""
+    hook = getattr(task, "labelled", None)
+    if hook is not None:
+        return bool(hook(images))
+    return images.coco is not None
+
+
+def all_headlines() -> tuple[Headline, ...]:
+    """Every registered task kind's headlines, in registry order (imports each task class)."""
+    from qc.tasks import TASKS, task_class
+
+    seen: dict[str, Headline] = {}
+    for kind in TASKS:
+        for h in task_class(kind).headlines:
+            seen.setdefault(h.name, h)
+    return tuple(seen.values())

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 from qc.config import ModelSpec, TaskSpec
 from qc.errors import ConfigError
 from qc.eval.accuracy import AccuracyResult, DetectionCollector, DetectionSet, collect, score
 from qc.gates import GateResult, agreement_ap, gates_needing, map_drop
-from qc.tasks.base import Calibration, Feeds, GateMetric
+from qc.tasks.base import Calibration, Feeds, GateMetric, Headline
 
 if TYPE_CHECKING:
     from qc.data.images import ImageSet
@@ -79,6 +79,15 @@ class DetectionTask:
         ),
         agreement=GateMetric("agreement_ap", "agreement_ap", "min_agreement_ap"),
     )
+    headlines: ClassVar[tuple[Headline, ...]] = (
+        Headline("reference_ap", True, None, "reference AP"),
+        Headline("target_ap", True, 0.01, "target AP"),
+        Headline("ap_drop", False, None, "AP drop"),
+        Headline("agreement.ap", True, None, "agreement AP"),
+        Headline("target_ap50", True, None, "target AP50"),
+        Headline("ap50_drop", False, None, "AP50 drop"),
+    )
+    diagnosis_metrics: ClassVar[tuple[str, str]] = ("ap", "agreement_ap")
 
     def __init__(self, spec: ModelSpec) -> None:
         if not isinstance(spec.task, TaskSpec):
@@ -149,10 +158,31 @@ class DetectionTask:
 
     def metrics(self, outcome: Scores) -> dict[str, float]:
         result = _scores(outcome)
-        out = {"agreement_ap": float(result.agreement.ap)}
+        out = {"agreement_ap": float(result.agreement.ap), "agreement.ap": float(result.agreement.ap)}
         if result.reference is not None and result.target is not None:
-            out.update(reference_ap=float(result.reference.ap), target_ap=float(result.target.ap))
+            out.update(
+                reference_ap=float(result.reference.ap),
+                target_ap=float(result.target.ap),
+                ap_drop=result.drop("ap"),
+                ap50_drop=result.drop("ap50"),
+                reference_ap50=float(result.reference.ap50),
+                target_ap50=float(result.target.ap50),
+            )
         return out
+
+    def score(self, outcome: Scores, metric: str, side: Literal["reference", "target"]) -> float:
+        """``ap`` (COCO AP@[.5:.95] against the labels) or ``agreement_ap`` (the reference side: 1.0)."""
+        result = _scores(outcome)
+        if metric == "agreement_ap":
+            if side == "reference":
+                return 1.0
+            value = math.nan if result.agreement.empty else float(result.agreement.ap)
+        elif metric == "ap":
+            scores = result.reference if side == "reference" else result.target
+            value = math.nan if scores is None or scores.empty else float(scores.ap)
+        else:
+            raise ConfigError(f"{self.spec.name}: {metric!r} is not a detection metric {self.diagnosis_metrics}.")
+        return 0.0 if math.isnan(value) else value
 
     def calibration_metrics(self, outcome: Scores) -> dict[str, float]:
         result = _scores(outcome)

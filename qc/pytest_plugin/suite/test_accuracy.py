@@ -6,6 +6,7 @@ One test per gate the task registry contributes (``needs="accuracy"`` in :data:`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -18,9 +19,20 @@ from qc.gates import Evidence, GateResult
 Check = Callable[[GateResult], None]
 
 
+def with_headlines(result: GateResult, spec: ModelSpec, outcome: Any) -> GateResult:
+    """The gate's result with the task's headline metrics it does not record itself (summary.csv columns, JUnit
+    properties and the history carry every headline, whichever of the task's gates run)."""
+    from qc.tasks import task_of
+
+    task = task_of(spec)
+    values = task.metrics(outcome)
+    extra = {h.name: values[h.name] for h in task.headlines if h.name in values and h.name not in result.metrics}
+    return dataclasses.replace(result, metrics={**result.metrics, **extra}) if extra else result
+
+
 def _accuracy_test(gate: str) -> Callable[[ModelSpec, Any, Check], None]:
     def test(qc_model: ModelSpec, accuracy: Any, check_gate: Check) -> None:
-        check_gate(gates.check(gate, Evidence(qc_model, accuracy=accuracy)))
+        check_gate(with_headlines(gates.check(gate, Evidence(qc_model, accuracy=accuracy)), qc_model, accuracy))
 
     test.__name__ = test.__qualname__ = f"test_{gate}"
     test.__doc__ = gates.gate_info(gate).doc

@@ -1,4 +1,5 @@
-"""Regression against an earlier run (--qc-baseline last or a run id): headline metrics, worst-layer cosine, FPS."""
+"""Regression against an earlier run (--qc-baseline last or a run id): the task's headline metrics, worst-layer
+cosine, FPS."""
 
 from __future__ import annotations
 
@@ -49,9 +50,10 @@ def test_baseline(
         current["worst_layer_cosine"] = worst
     if qc_model.task is not None:
         outcome: Any = request.getfixturevalue("accuracy")
-        headline = qc_stages.task().metrics(outcome)
-        if "target_ap" in headline:
-            current["target_ap"] = headline["target_ap"]
+        task = qc_stages.task()
+        headline = task.metrics(outcome)
+        tolerated = qc_model.thresholds.baseline.table(task.headlines)
+        current.update({k: v for k, v in headline.items() if k in tolerated})
     current["target_fps"] = _fps(qc_stages, speed_feed, run.started)
     history = History(Path(qc_stages.ctx.report_dir) / "history.sqlite")
     found = history.baseline(which, qc_model.name, before=run.run_id)

@@ -37,17 +37,26 @@ from qc.report.dashboard.markup import (
 )
 from qc.report.history_types import HistoryPoint
 from qc.report.paths import MODELS_DIR
+from qc.tasks.base import all_headlines
 
-TREND_METRICS = (
-    "worst_layer_cosine",
-    "layers_failing",
-    "target_ap",
-    "ap_drop",
-    "agreement.ap",
-    "fps",
-    "latency_ms_p50",
-    "lint_findings",
-)
+TREND_HEAD = ("worst_layer_cosine", "layers_failing")
+TREND_TAIL = ("fps", "latency_ms_p50", "lint_findings")
+
+
+def trend_metrics() -> tuple[str, ...]:
+    """The metrics drawn as trends: similarity, every registered task's headlines, speed, lint."""
+    return (*TREND_HEAD, *(h.name for h in all_headlines()), *TREND_TAIL)
+
+
+def accuracy_keys(headline: str) -> tuple[str, ...]:
+    """Where accuracy.json holds a headline metric: ``reference_x`` -> ``reference.x``, ``target_x`` ->
+    ``target.x``, ``x_drop`` -> ``drop.x``, ``a.b`` -> ``a_b``, else the name itself."""
+    for side in ("reference", "target"):
+        if headline.startswith(f"{side}_"):
+            return (f"{side}.{headline.removeprefix(side + '_')}", headline)
+    if headline.endswith("_drop"):
+        return (f"drop.{headline.removesuffix('_drop')}", headline)
+    return (headline, headline.replace(".", "_"))
 
 
 TOP_PATTERNS = 20
@@ -56,12 +65,29 @@ TOP_PATTERNS = 20
 # --------------------------------------------------------------------------------------------------- index page
 
 
+def _headline_value(row: Mapping[str, str], m: ModelFiles, headline: str) -> float | None:
+    value = num(row.get(headline))
+    if value is not None:
+        return value
+    for key in accuracy_keys(headline):
+        found = m.accuracy_value(key)
+        if found is not None:
+            return found
+    return None
+
+
 def _index_table(
     models: list[str], files: Mapping[str, ModelFiles], summary: Loaded, settings: Mapping[str, Mapping[str, Any]]
 ) -> str:
     header = list(summary.rows[0]) if summary.rows else []
     gates = [g for g in GATES if g in header]
     by_model = {r.get("model", ""): r for r in summary.rows}
+    # the headline metrics of every task that has a value for some model (detection: AP, segmentation: mIoU, ...)
+    headlines = [
+        h
+        for h in all_headlines()
+        if any(_headline_value(by_model.get(n, {}), files[n], h.name) is not None for n in models)
+    ]
     rows = []
     for name in models:
         m = files[name]
@@ -86,10 +112,7 @@ def _index_table(
             Cell(f'<a href="{href(MODELS_DIR, name, PAGE)}">{esc(name)}</a>', sort=name, cls="model"),
             text(target),
             *(outcome(row.get(g)) for g in gates),
-            number(pick("reference_ap", m.accuracy_value("reference.ap"))),
-            number(pick("target_ap", m.accuracy_value("target.ap"))),
-            number(pick("ap_drop", m.accuracy_value("drop.ap"))),
-            number(pick("agreement.ap", m.accuracy_value("agreement_ap"))),
+            *(number(_headline_value(row, m, h.name)) for h in headlines),
             number(worst_cos, 5, "bad" if worst_cos is not None and math.isnan(worst_cos) else ""),
             text(worst_name, "name"),
             number(fps),
@@ -100,10 +123,7 @@ def _index_table(
         "model",
         "target",
         *(g.replace("_", " ") for g in gates),
-        "reference AP",
-        "target AP",
-        "AP drop",
-        "agreement AP",
+        *(h.label for h in headlines),
         "worst layer cosine",
         "worst layer",
         "FPS",
@@ -168,7 +188,7 @@ def _trends(history: Sequence[HistoryPoint], charts: Charts) -> str:
     if len(runs) < 2:
         held = "no run" if not runs else "one run"
         return note(f"Trends need at least two runs in the history; it holds {held}.")
-    metrics = [m for m in TREND_METRICS if any(p.metric == m for p in history)]
+    metrics = [m for m in trend_metrics() if any(p.metric == m for p in history)]
     if not metrics:
         metrics = sorted({p.metric for p in history})
     out = []

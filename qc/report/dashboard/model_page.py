@@ -179,13 +179,17 @@ def _accuracy_section(m: ModelFiles) -> str:
             parts.append(table(["metric", "reference", "target", "drop (reference − target)"], rows))
         if other:
             parts.append(table(["", "value"], [[text(k), cell(v)] for k, v in other]))
-        ref_pc, tgt_pc = data.get("reference.per_class_ap"), data.get("target.per_class_ap")
-        ref_pc = ref_pc if isinstance(ref_pc, dict) else {}
-        tgt_pc = tgt_pc if isinstance(tgt_pc, dict) else {}
-        classes = list(dict.fromkeys([*ref_pc, *tgt_pc]))
-        if classes:
-            pc_rows = [[text(c), number(num(ref_pc.get(c))), number(num(tgt_pc.get(c)))] for c in classes]
-            parts.append("<h3>AP per class</h3>" + table(["class", "reference AP", "target AP"], pc_rows))
+        per_class = [k.removeprefix("reference.per_class_") for k in data if k.startswith("reference.per_class_")]
+        for metric in per_class:  # e.g. per_class_ap (detection), per_class_iou (segmentation)
+            ref_pc, tgt_pc = data.get(f"reference.per_class_{metric}"), data.get(f"target.per_class_{metric}")
+            ref_pc = ref_pc if isinstance(ref_pc, dict) else {}
+            tgt_pc = tgt_pc if isinstance(tgt_pc, dict) else {}
+            classes = list(dict.fromkeys([*ref_pc, *tgt_pc]))
+            if classes:
+                label = {"ap": "AP", "iou": "IoU"}.get(metric, metric)
+                pc_rows = [[text(c), number(num(ref_pc.get(c))), number(num(tgt_pc.get(c)))] for c in classes]
+                heads = ["class", f"reference {label}", f"target {label}"]
+                parts.append(f"<h3>{esc(label)} per class</h3>" + table(heads, pc_rows))
         worst = data.get("most_disagreeing_images")
         if isinstance(worst, list) and worst:
             items = ", ".join(
@@ -194,6 +198,19 @@ def _accuracy_section(m: ModelFiles) -> str:
                 if isinstance(w, dict)
             )
             parts.append(f"<p>Most disagreeing images: {items}.</p>")
+    shown = data.get("presentation") if isinstance(data, dict) else None
+    if isinstance(shown, dict):  # a task that says what it wrote (segmentation, classification, ...)
+        listed = shown.get("files")
+        files: list[Any] = listed if isinstance(listed, list) else []
+        links = [f'<a href="{href(str(f))}">{esc(str(f))}</a>' for f in files if (m.folder / str(f)).is_file()]
+        if links:
+            parts.append(f"<p>Files: {', '.join(links)}.</p>")
+        caption = shown.get("pictures")
+        if caption is None:  # a task that draws none
+            return "\n".join(parts)
+        parts.append(f"<h3>Pictures ({esc(str(caption))})</h3>")
+        parts.append(_figures(m) if m.pictures else note("No pictures (pictures/ is missing or holds no PNG)."))
+        return "\n".join(parts)
     counts = []
     for side, loaded in m.detections.items():
         if loaded.missing:
@@ -212,13 +229,17 @@ def _accuracy_section(m: ModelFiles) -> str:
     if not m.pictures:
         parts.append(note("No detection pictures (pictures/ is missing or holds no PNG)."))
     else:
-        figs = [
-            f'<figure><a href="{href("pictures", p.name)}"><img src="{href("pictures", p.name)}" '
-            f'alt="{esc(p.stem)}" loading="lazy" width="640"></a><figcaption>{esc(p.name)}</figcaption></figure>'
-            for p in m.pictures
-        ]
-        parts.append(f'<div class="pictures">{"".join(figs)}</div>')
+        parts.append(_figures(m))
     return "\n".join(parts)
+
+
+def _figures(m: ModelFiles) -> str:
+    figs = [
+        f'<figure><a href="{href("pictures", p.name)}"><img src="{href("pictures", p.name)}" '
+        f'alt="{esc(p.stem)}" loading="lazy" width="640"></a><figcaption>{esc(p.name)}</figcaption></figure>'
+        for p in m.pictures
+    ]
+    return f'<div class="pictures">{"".join(figs)}</div>'
 
 
 def _settings_section(settings: Mapping[str, Any] | None) -> str:
