@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 TASKS: dict[str, str] = {
     "detection": "qc.tasks.detection:DetectionTask",
+    "keypoints": "qc.tasks.keypoints:KeypointsTask",
+    "instance-segmentation": "qc.tasks.instance_segmentation:InstanceSegmentationTask",
 }
 """Task kind -> ``module:class`` of its implementation (imported on first use)."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -124,4 +124,49 @@ class Task(Protocol):
 
     def calibration_metrics(self, outcome: Any) -> dict[str, float]:
         """The values :attr:`calibration` names (each labelled drop and the agreement), NaN where undefined."""
+        ...
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One headline metric of a task: a key of Task.metrics(outcome)."""
+
+    name: str  # e.g. "target_miou", "top1_agreement"; unique across tasks -> prefix with the quantity
+    higher_is_better: bool
+    baseline_tolerance: float | None  # default absolute tolerance for --qc-baseline (None: trended, never gated)
+    label: str  # short column label for the dashboard / summary, e.g. "mIoU (target)"
+
+
+Feed = tuple[int, dict[str, np.ndarray], "Transform"]
+"""(input id, model input, the transform mapping that input's pixels back to its image's pixels)."""
+
+
+@dataclass(frozen=True)
+class TaskInputs:
+    """The model inputs a task feeds instead of one preprocessed input per image (e.g. one crop per person).
+
+    Input ids are ``0 .. count - 1`` in a deterministic order computed from the image set alone, so the task's
+    collector (built separately) knows which image and region each input id stands for.
+    """
+
+    count: int
+    feeds: Iterator[Feed]
+    note: str
+    """One sentence for the comparison's notes: what an 'image' of the comparison is (e.g. 13 person crops of 4
+    images)."""
+
+
+class InputsHook(Protocol):
+    """Optional :class:`Task` hook: a task whose model does not see whole images (a top-down keypoint model sees one
+    crop per person box) provides its own inputs. The pipeline (:func:`qc.pipeline.iter_feeds`) uses them for EVERY
+    stream of the entry, so one rule covers the comparison, the accuracy, the speed input, the diagnosis and the
+    calibration of a quantizing target (whose image set has boxes or not: the task decides what it feeds then).
+    """
+
+    def inputs_key(self) -> object:
+        """JSON-able settings that decide the inputs besides the images and ``preprocess`` (None: whole images)."""
+        ...
+
+    def inputs(self, images: ImageSet, input_name: str, input_hw: tuple[int, int]) -> TaskInputs | None:
+        """The inputs of ``images``, or None when the model sees whole preprocessed images."""
         ...

@@ -1,0 +1,571 @@
+"""The ``keypoints`` task: OKS AP of both sides against keypoint labels and label-free keypoint agreement.
+
+Decoders (:mod:`qc.eval.keypoints`): ``top-down-regression`` and ``top-down-heatmap`` models see one person crop
+per input, so this task provides its own inputs (:class:`qc.tasks.base.InputsHook`): one crop per person box of
+the image set (COCO boxes of ``person_category``, crowds left out; a plain image folder: each whole image is one
+box, taken at ``box_scale`` 1), cut with the entry's ``crop`` settings and normalised with its ``preprocess``
+(channel order, scale, mean, std, layout, dtype; its resize settings do not apply: the crop is the resize). The
+same inputs drive the comparison, the accuracy, the speed input, the diagnosis and the calibration of a quantizing
+target; each crop's transform maps its points back to the image. ``yolo-pose`` heads see whole images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+
+from qc.config import KeypointsTask as KeypointsSettings
+from qc.config import ModelSpec, YoloPoseHead
+from qc.errors import ConfigError, DataError
+from qc.eval.keypoints import (
+    COCO_KEYPOINT_NAMES,
+    MEDIAPIPE_POSE_TO_COCO,
+    KeypointAgreement,
+    KeypointAgreementScores,
+    KeypointScores,
+    Poses,
+    RegressionSpec,
+    YoloPoseSpec,
+    decode_heatmaps,
+    decode_regression,
+    decode_yolo_pose,
+    evaluate_oks,
+    person_crop,
+    poses_to_original,
+    to_coco_keypoint_results,
+    top_down_person,
+)
+from qc.gates import GateResult, gates_needing
+from qc.tasks.base import Calibration, Feed, Feeds, GateMetric, Headline, TaskInputs
+
+if TYPE_CHECKING:
+    from qc.data.images import ImageSet
+    from qc.data.preprocess import Transform
+    from qc.runners.base import Runner
+
+Box = tuple[float, float, float, float]
+
+
+def person_boxes(settings: KeypointsSettings, images: ImageSet) -> list[tuple[int, Box | None]]:
+    """The top-down inputs of an image set, in order: (image id, person box x1, y1, x2, y2), or (image id, None)
+    for a whole image of a set without labels."""
+    if images.coco is None:
+        return [(item.image_id, None) for item in images.items]
+    by_image: dict[int, list[Box]] = {}
+    for ann in images.coco.get("annotations", []):
+        if int(ann.get("category_id", -1)) != settings.person_category or ann.get("iscrowd", 0):
+            continue
+        x, y, w, h = (float(v) for v in ann["bbox"])
+        if w > 0 and h > 0:
+            by_image.setdefault(int(ann["image_id"]), []).append((x, y, x + w, y + h))
+    return [(item.image_id, box) for item in images.items for box in by_image.get(item.image_id, [])]
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, x))))
+
+
+@dataclass
+class KeypointsOutcome:
+    """Both sides' OKS AP against the labels (None without labels), the agreement, and the people of each side
+    (COCO keypoint results, original pixels, the labels' points)."""
+
+    images: int
+    inputs: int
+    labelled: bool
+    reference: KeypointScores | None
+    target: KeypointScores | None
+    agreement: KeypointAgreementScores
+    people_lost: int
+    """People the reference sees (score >= person_threshold) whose target score falls below it."""
+    reference_people: list[dict[str, Any]]
+    target_people: list[dict[str, Any]]
+
+    def drop(self) -> float:
+        if self.reference is None or self.target is None or self.reference.empty or self.target.empty:
+            return math.nan
+        return float(self.reference.ap) - float(self.target.ap)
+
+    def summary(self) -> dict[str, Any]:
+        """``accuracy.json``."""
+        out: dict[str, Any] = {"images": self.images, "inputs": self.inputs, "labelled": self.labelled}
+        for side, scores in (("reference", self.reference), ("target", self.target)):
+            if scores is not None:
+                for key in ("ap", "ap50", "ap75", "ar"):
+                    out[f"{side}.oks_{key}"] = getattr(scores, key)
+                out[f"{side}.people"] = scores.num_people
+                out[f"{side}.empty_reason"] = scores.reason or None
+        if self.labelled:
+            out["drop.oks_ap"] = self.drop()
+        a = self.agreement
+        out.update(
+            {
+                "agreement.mean_oks": a.mean_oks,
+                "agreement.min_oks": a.min_oks,
+                "agreement.oks_ap": a.ap,
+                "agreement.oks_ap50": a.ap50,
+                "agreement.reference_people": a.num_people,
+                "agreement.matched": a.num_matched,
+                "agreement.reference_absent": a.num_absent,
+                "agreement.target_people_lost": self.people_lost,
+                "agreement.empty_reason": a.reason or None,
+                "per_keypoint": per_keypoint_rows(a),
+            }
+        )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["reference_people"], data["target_people"]
+        return data
+
+    @classmethod
+    def from_json(
+        cls, data: Mapping[str, Any], reference: list[dict[str, Any]], target: list[dict[str, Any]]
+    ) -> KeypointsOutcome:
+        def scores(d: Mapping[str, Any] | None) -> KeypointScores | None:
+            return None if d is None else KeypointScores(**d)
+
+        return cls(
+            images=int(data["images"]),
+            inputs=int(data["inputs"]),
+            labelled=bool(data["labelled"]),
+            reference=scores(data["reference"]),
+            target=scores(data["target"]),
+            agreement=KeypointAgreementScores(**data["agreement"]),
+            people_lost=int(data["people_lost"]),
+            reference_people=reference,
+            target_people=target,
+        )
+
+
+def per_keypoint_rows(a: KeypointAgreementScores) -> list[dict[str, Any]]:
+    """Per keypoint: mean pixel error, mean error / sqrt(box area) and mean OKS, lowest OKS (worst) first."""
+    rows = [
+        {
+            "keypoint": name,
+            "oks": a.per_keypoint_oks[name],
+            "mean_pixel_error": a.per_keypoint_pixels.get(name, math.nan),
+            "mean_normalized_error": a.per_keypoint_error.get(name, math.nan),
+        }
+        for name in a.per_keypoint_oks
+    ]
+    return sorted(rows, key=lambda r: (r["oks"], -r["mean_pixel_error"]))
+
+
+class KeypointsCollection:
+    """:class:`qc.tasks.base.Collector` of the keypoints task: decode each input's outputs into people (original
+    pixels, the labels' points), then score at :meth:`finish`."""
+
+    def __init__(self, task: KeypointsTask, input_hw: tuple[int, int], images: ImageSet) -> None:
+        self.task = task
+        self.s = task.settings
+        self.input_hw = input_hw
+        self.images = images
+        self.top_down = task.top_down
+        self.plan = person_boxes(self.s, images) if self.top_down else []
+        self.by_image: dict[int, tuple[list[Poses], list[Poses]]] = {}
+        self.inputs = 0
+
+    def _output(self, outputs: Mapping[str, np.ndarray], side: str) -> np.ndarray:
+        if self.s.outputs:
+            name = self.s.outputs[0]
+            if name not in outputs:
+                raise DataError(
+                    f"{self.task.spec.name}: task.outputs names {name!r}, the {side} has outputs {sorted(outputs)}."
+                )
+            return outputs[name]
+        return next(iter(outputs.values()))
+
+    def _person_score(self, outputs: Mapping[str, np.ndarray], side: str) -> float:
+        name = self.s.person_score_output
+        if name is None:
+            return 1.0
+        if name not in outputs:
+            raise DataError(
+                f"{self.task.spec.name}: task.person_score_output {name!r} is not an output of the {side} "
+                f"(outputs: {sorted(outputs)})."
+            )
+        value = np.asarray(outputs[name], np.float64).reshape(-1)
+        if value.size != 1:
+            raise DataError(
+                f"{self.task.spec.name}: task.person_score_output {name!r} has {value.size} values; expected one "
+                "person score per crop."
+            )
+        raw = float(value[0])
+        return _sigmoid(raw) if self.s.person_score_activation == "sigmoid" else raw
+
+    def _top_down(self, outputs: Mapping[str, np.ndarray], tf: Transform, box: Box, side: str) -> Poses:
+        raw = self._output(outputs, side)
+        if self.s.decoder == "top-down-regression":
+            assert self.s.landmarks is not None  # validated
+            kp = decode_regression(raw, self.task.regression, self.input_hw)
+        else:
+            kp = decode_heatmaps(raw, self.input_hw)
+        person = top_down_person(kp, tf, box, self._person_score(outputs, side))
+        return self.task.mapped(person)
+
+    def add(self, image_id: int, transform: Transform, reference: Mapping[str, Any], target: Mapping[str, Any]) -> None:
+        self.inputs += 1
+        if self.top_down:
+            if not 0 <= image_id < len(self.plan):
+                raise DataError(f"{self.task.spec.name}: input {image_id} is not one of the {len(self.plan)} crops.")
+            iid, box = self.plan[image_id]
+            whole = (0.0, 0.0, float(transform.orig_w), float(transform.orig_h))
+            ref = self._top_down(reference, transform, box or whole, "reference")
+            tgt = self._top_down(target, transform, box or whole, "target")
+        else:
+            iid = image_id
+            spec = self.task.yolo_pose
+            ref = self.task.mapped(poses_to_original(decode_yolo_pose(self._output(reference, "reference"), spec)[0],
+                                                     transform))  # fmt: skip
+            tgt = self.task.mapped(poses_to_original(decode_yolo_pose(self._output(target, "target"), spec)[0],
+                                                     transform))  # fmt: skip
+        refs, tgts = self.by_image.setdefault(iid, ([], []))
+        refs.append(ref)
+        tgts.append(tgt)
+
+    def finish(self) -> KeypointsOutcome:
+        k = self.task.labelled_points
+        agreement = self.task.agreement(k)
+        s = self.s
+        ref_people: list[dict[str, Any]] = []
+        tgt_people: list[dict[str, Any]] = []
+        lost = 0
+        for item in self.images.items:
+            refs, tgts = self.by_image.get(item.image_id, ([], []))
+            ref, tgt = Poses.stack(refs, k), Poses.stack(tgts, k)
+            if self.top_down:
+                agreement.add(item.image_id, ref, tgt, paired=True)
+                seen = ref.scores >= s.person_threshold
+                lost += int((seen & (tgt.scores < s.person_threshold)).sum())
+            else:
+                agreement.add(item.image_id, ref, tgt)
+            ref_people += to_coco_keypoint_results(item.image_id, ref, s.person_category)
+            tgt_people += to_coco_keypoint_results(item.image_id, tgt, s.person_category)
+        coco = self.images.coco
+        ids = [item.image_id for item in self.images.items]
+        ref_scores = tgt_scores = None
+        if coco is not None:
+            sigmas = self.task.sigmas(k)
+            ref_scores = evaluate_oks(coco, ref_people, ids, sigmas)
+            tgt_scores = evaluate_oks(coco, tgt_people, ids, sigmas)
+        return KeypointsOutcome(
+            images=len(self.images),
+            inputs=self.inputs,
+            labelled=coco is not None,
+            reference=ref_scores,
+            target=tgt_scores,
+            agreement=agreement.result(),
+            people_lost=lost,
+            reference_people=ref_people,
+            target_people=tgt_people,
+        )
+
+
+class KeypointsTask:
+    """:class:`qc.tasks.base.Task` (with :class:`qc.tasks.base.InputsHook`) for ``task: {kind: keypoints, ...}``."""
+
+    kind: ClassVar[str] = "keypoints"
+    calibration: ClassVar[Calibration] = Calibration(
+        budgets=(GateMetric("oks_ap_drop", "oks_ap_drop", "max_oks_ap_drop"),),
+        agreement=GateMetric("keypoint_agreement", "keypoint_agreement", "min_keypoint_agreement"),
+    )
+    headlines: ClassVar[tuple[Headline, ...]] = (
+        Headline("target_oks_ap", True, 0.01, "OKS AP (target)"),
+        Headline("oks_ap_drop", False, None, "OKS AP drop"),
+        Headline("keypoint_agreement", True, 0.01, "keypoint OKS agreement"),
+    )
+    diagnosis_metrics: ClassVar[tuple[str, str]] = ("oks_ap", "keypoint_agreement")
+
+    def __init__(self, spec: ModelSpec) -> None:
+        if not isinstance(spec.task, KeypointsSettings):
+            raise ConfigError(f"{spec.name}: the keypoints task needs a 'task' section of kind 'keypoints'.")
+        self.spec = spec
+        self.settings: KeypointsSettings = spec.task
+
+    # -- settings --------------------------------------------------------------------------------------------
+    @property
+    def top_down(self) -> bool:
+        return self.settings.decoder.startswith("top-down")
+
+    @property
+    def regression(self) -> RegressionSpec:
+        lm = self.settings.landmarks
+        assert lm is not None
+        return RegressionSpec(
+            lm.num_keypoints, lm.values_per_point, lm.x_index, lm.y_index, lm.score_index, lm.score_activation,
+            lm.coordinates,
+        )  # fmt: skip
+
+    @property
+    def yolo_pose(self) -> YoloPoseSpec:
+        h = self.settings.head or YoloPoseHead()
+        return YoloPoseSpec(
+            h.num_keypoints, h.num_classes, h.score_threshold, h.iou_threshold, h.max_detections,
+            h.visibility_activation,
+        )  # fmt: skip
+
+    def keypoint_map(self) -> tuple[int, ...] | None:
+        m = self.settings.keypoint_map
+        return MEDIAPIPE_POSE_TO_COCO if m == "mediapipe-pose-to-coco" else m
+
+    def mapped(self, poses: Poses) -> Poses:
+        """``poses`` with the labels' points only (``keypoint_map``)."""
+        m = self.keypoint_map()
+        return poses.select_keypoints(m) if m is not None else poses
+
+    @property
+    def labelled_points(self) -> int:
+        """Points per person after the map; for heatmaps without a map the count is learnt from the first input."""
+        n = self.settings.labelled_points()
+        if n is None:
+            names = self.settings.keypoint_names
+            sig = self.settings.sigmas
+            n = len(names) if names else (len(sig) if isinstance(sig, tuple) else 17)
+        return n
+
+    def sigmas(self, k: int) -> list[float] | None:
+        sig = self.settings.sigmas
+        if isinstance(sig, tuple):
+            if len(sig) != k:
+                raise ConfigError(f"{self.spec.name}: task.sigmas has {len(sig)} values for {k} keypoints.")
+            return list(sig)
+        if k != 17:
+            raise ConfigError(f"{self.spec.name}: sigmas 'coco' are COCO's 17; the people have {k} keypoints.")
+        return None
+
+    def names(self, k: int) -> list[str]:
+        if self.settings.keypoint_names is not None:
+            return list(self.settings.keypoint_names)
+        return list(COCO_KEYPOINT_NAMES) if k == 17 else [str(i) for i in range(k)]
+
+    def agreement(self, k: int) -> KeypointAgreement:
+        return KeypointAgreement(
+            k,
+            sigmas=self.sigmas(k),
+            names=self.names(k),
+            keypoint_threshold=self.settings.keypoint_threshold,
+            person_threshold=self.settings.person_threshold,
+        )
+
+    # -- inputs (top-down) -----------------------------------------------------------------------------------
+    def inputs_key(self) -> object:
+        if not self.top_down:
+            return None
+        s = self.settings
+        return {"person_boxes": s.person_boxes, "person_category": s.person_category, "crop": s.crop}
+
+    def inputs(self, images: ImageSet, input_name: str, input_hw: tuple[int, int]) -> TaskInputs | None:
+        if not self.top_down:
+            return None
+        plan = person_boxes(self.settings, images)
+        if not plan:
+            raise DataError(
+                f"{self.spec.name}: the top-down keypoints task crops one input per person box, and the image set "
+                f"{images.source} has no box of category {self.settings.person_category} (crowds excluded) on its "
+                f"{len(images)} image(s)."
+            )
+        crop = self.settings.crop
+        preprocess = self.spec.preprocess
+
+        def feeds() -> Iterator[Feed]:
+            from qc.data.images import read_rgb
+            from qc.data.preprocess import to_tensor
+
+            paths = {item.image_id: item.path for item in images.items}
+            rgb: np.ndarray | None = None
+            loaded = -1
+            for i, (image_id, box) in enumerate(plan):
+                if image_id != loaded:
+                    rgb, loaded = read_rgb(paths[image_id]), image_id
+                assert rgb is not None
+                whole = box is None
+                region = box if box is not None else (0.0, 0.0, float(rgb.shape[1]), float(rgb.shape[0]))
+                pixels, tf = person_crop(
+                    rgb, region, input_hw, box_scale=1.0 if whole else crop.box_scale, border=crop.border,
+                    pad_value=crop.pad_value,
+                )  # fmt: skip
+                yield i, {input_name: to_tensor(pixels, preprocess)}, tf
+
+        boxes = sum(1 for _, b in plan if b is not None)
+        note = (
+            f"Top-down keypoints: each of the {len(plan)} inputs is a person crop ({boxes} labelled boxes of category "
+            f"{self.settings.person_category}, box_scale {crop.box_scale}, border {crop.border}) of {len(images)} "
+            "image(s); 'images' counts crops."
+            if boxes
+            else f"Top-down keypoints: each of the {len(plan)} inputs is a whole image (no boxes), squared with "
+            f"border {crop.border}."
+        )
+        return TaskInputs(len(plan), feeds(), note)
+
+    # -- the Task protocol -----------------------------------------------------------------------------------
+    @property
+    def gates(self) -> tuple[str, ...]:
+        return gates_needing("accuracy", task=self.kind)
+
+    def key(self) -> object:
+        return {"settings": self.settings}
+
+    def collector(self, input_hw: tuple[int, int], images: ImageSet) -> KeypointsCollection:
+        return KeypointsCollection(self, input_hw, images)
+
+    def evaluate(
+        self, reference: Runner, target: Runner, feeds: Feeds, input_hw: tuple[int, int], images: ImageSet
+    ) -> KeypointsOutcome:
+        from qc.runners.base import batch_size_of, chunks, run_batch
+
+        collection = self.collector(input_hw, images)
+        for chunk in chunks(feeds, batch_size_of(target)):
+            outs = run_batch(target, [feed for _, feed, _ in chunk])
+            for k, (input_id, feed, tf) in enumerate(chunk):
+                collection.add(input_id, tf, reference.run(feed), outs[k])
+        return collection.finish()
+
+    def save(self, outcome: KeypointsOutcome, folder: Path) -> dict[str, Any]:
+        from qc.jsonio import write_json
+
+        write_json(folder / "people_reference.json", outcome.reference_people, indent=None)
+        write_json(folder / "people_target.json", outcome.target_people, indent=None)
+        return outcome.to_json()
+
+    def load(self, data: Mapping[str, Any], folder: Path) -> KeypointsOutcome | None:
+        from qc.jsonio import read_json
+
+        ref, tgt = folder / "people_reference.json", folder / "people_target.json"
+        if not (ref.is_file() and tgt.is_file()):
+            return None
+        return KeypointsOutcome.from_json(data, read_json(ref), read_json(tgt))
+
+    def write_report(self, outcome: KeypointsOutcome, images: ImageSet, folder: Path) -> list[Path]:
+        import csv
+        import io
+
+        from qc.cache import atomic_write_text
+        from qc.jsonio import write_json
+
+        folder.mkdir(parents=True, exist_ok=True)
+        written = [write_json(folder / "accuracy.json", outcome.summary())]
+        for name, people in (("keypoints_reference.json", outcome.reference_people),
+                             ("keypoints_target.json", outcome.target_people)):  # fmt: skip
+            written.append(write_json(folder / name, people, indent=None))
+        buf = io.StringIO()
+        columns = ["keypoint", "mean_pixel_error", "mean_normalized_error", "oks"]
+        writer = csv.DictWriter(buf, columns, lineterminator="\n")
+        writer.writeheader()
+        for row in per_keypoint_rows(outcome.agreement):
+            writer.writerow({c: row[c] for c in columns})
+        atomic_write_text(folder / "keypoints.csv", buf.getvalue())
+        written.append(folder / "keypoints.csv")
+        return written
+
+    def check(self, gate: str, outcome: KeypointsOutcome) -> GateResult:
+        if gate == "oks_ap_drop":
+            return self._oks_ap_drop(outcome)
+        if gate == "keypoint_agreement":
+            return self._agreement(outcome)
+        raise ConfigError(f"{self.spec.name}: gate {gate!r} is not a keypoints gate (those are {list(self.gates)}).")
+
+    def _oks_ap_drop(self, o: KeypointsOutcome) -> GateResult:
+        name, budget = self.spec.name, self.spec.thresholds.max_oks_ap_drop
+        metrics: dict[str, float | str] = {"images": float(o.images), "inputs": float(o.inputs)}
+        if not o.labelled or o.reference is None or o.target is None:
+            return GateResult(
+                "oks_ap_drop", False,
+                f"{name}: the evaluation data has no labels (a plain image folder), so OKS AP cannot be computed; "
+                "give eval_data a COCO annotation file with person keypoints, or list only keypoint_agreement in "
+                "'gates'.",
+                metrics,
+            )  # fmt: skip
+        for side, scores in (("reference", o.reference), ("target", o.target)):
+            if scores.empty:
+                return GateResult("oks_ap_drop", False, f"{name}: the {side}'s OKS AP is undefined: {scores.reason}",
+                                  metrics)  # fmt: skip
+        ref, tgt = float(o.reference.ap), float(o.target.ap)
+        drop = ref - tgt
+        metrics.update(reference_oks_ap=ref, target_oks_ap=tgt, oks_ap_drop=drop)
+        text = f"reference OKS AP {ref:.4f}, target OKS AP {tgt:.4f}, drop {drop:.4f}, budget {budget:.4f}"
+        if math.isnan(drop) or drop > budget:
+            return GateResult("oks_ap_drop", False, f"{name}: OKS AP drop over budget: {text} ({o.images} images)",
+                              metrics)  # fmt: skip
+        return GateResult("oks_ap_drop", True, f"{name}: {text}", metrics)
+
+    def _agreement(self, o: KeypointsOutcome) -> GateResult:
+        name, floor, a = self.spec.name, self.spec.thresholds.min_keypoint_agreement, o.agreement
+        metrics: dict[str, float | str] = {
+            "keypoint_agreement": a.mean_oks, "keypoint_agreement_min": a.min_oks, "keypoint_agreement_ap": a.ap,
+            "people_lost": float(o.people_lost),
+        }  # fmt: skip
+        if a.empty:
+            return GateResult("keypoint_agreement", False, f"{name}: keypoint agreement undefined: {a.reason}", metrics)
+        worst = ", ".join(f"{r['keypoint']} {r['mean_pixel_error']:.1f} px" for r in per_keypoint_rows(a)[:3])
+        detail = (
+            f"min {a.min_oks:.4f}, OKS AP {a.ap:.4f} over {a.num_matched} people the reference sees; the target "
+            f"loses {o.people_lost} of them (person score below {self.settings.person_threshold}); worst points: "
+            f"{worst}"
+        )
+        if math.isnan(a.mean_oks) or a.mean_oks < floor:
+            return GateResult(
+                "keypoint_agreement", False,
+                f"{name}: keypoint agreement (mean OKS) {a.mean_oks:.4f} < threshold {floor:.4f} ({detail})", metrics,
+            )  # fmt: skip
+        return GateResult(
+            "keypoint_agreement", True, f"{name}: keypoint agreement {a.mean_oks:.4f} >= {floor:.4f} ({detail})",
+            metrics,
+        )  # fmt: skip
+
+    def describe(self, outcome: KeypointsOutcome) -> list[str]:
+        o = outcome
+        lines = [f"{self.spec.name}: {o.images} images, {o.inputs} inputs", f"{'':12}{'OKS AP':>8}{'AP50':>8}"
+                 f"{'AP75':>8}{'AR':>8}{'people':>8}"]  # fmt: skip
+        for side, sc in (("reference", o.reference), ("target", o.target)):
+            if sc is not None:
+                lines.append(f"{side:12}{sc.ap:8.4f}{sc.ap50:8.4f}{sc.ap75:8.4f}{sc.ar:8.4f}{sc.num_people:8d}")
+        if o.labelled:
+            lines.append(f"{'drop':12}{o.drop():8.4f}")
+        a = o.agreement
+        lines.append(
+            f"keypoint agreement: mean OKS {a.mean_oks:.4f} (min {a.min_oks:.4f}, OKS AP {a.ap:.4f}) on "
+            f"{a.num_matched} people; {o.people_lost} lost by the target"
+        )
+        for row in per_keypoint_rows(a)[:3]:
+            lines.append(f"  {row['keypoint']:16} OKS {row['oks']:.4f}  {row['mean_pixel_error']:.1f} px")
+        return lines
+
+    def metrics(self, outcome: KeypointsOutcome) -> dict[str, float]:
+        o = outcome
+        out: dict[str, float] = {}
+        a = o.agreement
+        if not a.empty:
+            out.update(keypoint_agreement=float(a.mean_oks), keypoint_agreement_min=float(a.min_oks))
+            if not math.isnan(a.ap):
+                out["keypoint_agreement_ap"] = float(a.ap)
+        out["people_lost"] = float(o.people_lost)
+        for side, sc in (("reference", o.reference), ("target", o.target)):
+            if sc is not None and not sc.empty:
+                out[f"{side}_oks_ap"] = float(sc.ap)
+        if not math.isnan(o.drop()):
+            out["oks_ap_drop"] = o.drop()
+        return out
+
+    def calibration_metrics(self, outcome: KeypointsOutcome) -> dict[str, float]:
+        a = outcome.agreement
+        return {"oks_ap_drop": outcome.drop(), "keypoint_agreement": math.nan if a.empty else float(a.mean_oks)}
+
+    def score(self, outcome: KeypointsOutcome, metric: str, side: Literal["reference", "target"]) -> float:
+        if metric == "oks_ap":
+            sc = outcome.reference if side == "reference" else outcome.target
+            return 0.0 if sc is None or sc.empty or math.isnan(sc.ap) else float(sc.ap)
+        if metric == "keypoint_agreement":
+            if side == "reference":
+                return 1.0
+            a = outcome.agreement
+            return 0.0 if a.empty or math.isnan(a.mean_oks) else float(a.mean_oks)
+        raise ConfigError(
+            f"{self.spec.name}: {metric!r} is not a keypoints metric (those are {self.diagnosis_metrics})."
+        )
