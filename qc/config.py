@@ -382,7 +382,9 @@ class KeypointsTask(Strict):
         if top_down and self.head is not None:
             raise ValueError(f"'head' applies to decoder 'yolo-pose' only, found {self.decoder!r}")
         if not top_down:
-            foreign = sorted(given & {"crop", "person_boxes", "person_category", "person_score_output"})
+            top_down_only = {"crop", "person_boxes", "person_category", "person_score_output"}
+            defaults = type(self).model_fields
+            foreign = sorted(f for f in given & top_down_only if getattr(self, f) != defaults[f].default)
             if foreign:
                 raise ValueError(f"{foreign} apply to top-down decoders only (this one is 'yolo-pose')")
         count = self.model_points()
