@@ -61,10 +61,12 @@ def test_unknown_kinds_are_config_errors_naming_the_known_ones() -> None:
 def test_gate_registry_is_the_config_vocabulary() -> None:
     assert GATES == gates.GATE_NAMES
     assert len(set(GATES)) == len(GATES)
-    assert gates.gates_needing("accuracy") == ("map_drop", "map50_drop", "agreement_ap")
+    assert gates.gates_needing("accuracy", task="detection") == ("map_drop", "map50_drop", "agreement_ap")
     assert gates.gates_needing("comparison") == ("layer_cosine", "output_cosine", "output_sqnr")
-    assert gates.advice_gates() == ("output_cosine", "output_sqnr", "map_drop", "map50_drop", "agreement_ap")
-    assert [g for g in GATES if gates.gate_info(g).labels] == ["map_drop", "map50_drop"]
+    assert gates.advice_gates() == ("output_cosine", "output_sqnr", *gates.gates_needing("accuracy"))
+    labelled = [g for g in GATES if gates.gate_info(g).labels]
+    assert [g for g in labelled if gates.gate_info(g).task == "detection"] == ["map_drop", "map50_drop"]
+    assert all(gates.gate_info(g).needs == "accuracy" for g in labelled)
 
 
 def test_a_gate_without_its_evidence_fails_with_what_is_missing() -> None:

@@ -300,6 +300,7 @@ def test_task_of_and_unknown_gate() -> None:
     task = task_of(_spec())
     assert isinstance(task, KeypointsTask)
     assert task.gates == ("oks_ap_drop", "keypoint_agreement")
+    assert [gate_info(g).labels for g in task.gates] == [True, False]
     with pytest.raises(ConfigError, match="not a keypoints gate"):
         task.check("map_drop", _outcome(task, _images()))
 
