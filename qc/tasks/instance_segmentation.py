@@ -179,13 +179,13 @@ class InstanceSegmentationTask:
 
     kind: ClassVar[str] = "instance-segmentation"
     calibration: ClassVar[Calibration] = Calibration(
-        budgets=(GateMetric("mask_ap_drop", "mask_ap_drop", "max_mask_ap_drop"),),
-        agreement=GateMetric("instance_mask_agreement", "instance_mask_agreement", "min_instance_mask_agreement"),
+        budgets=(GateMetric("mask_ap_drop", "drop_mask_ap", "max_mask_ap_drop"),),
+        agreement=GateMetric("instance_mask_agreement", "mask_agreement_ap", "min_instance_mask_agreement"),
     )
     headlines: ClassVar[tuple[Headline, ...]] = (
         Headline("target_mask_ap", True, 0.01, "mask AP (target)"),
-        Headline("mask_ap_drop", False, None, "mask AP drop"),
-        Headline("instance_mask_agreement", True, 0.01, "mask agreement AP"),
+        Headline("drop_mask_ap", False, None, "mask AP drop"),
+        Headline("mask_agreement_ap", True, 0.01, "mask agreement AP"),
     )
     diagnosis_metrics: ClassVar[tuple[str, str]] = ("mask_ap", "mask_agreement")
 
@@ -275,7 +275,7 @@ class InstanceSegmentationTask:
                                   metrics)  # fmt: skip
         ref, tgt = float(o.reference.ap), float(o.target.ap)
         drop = ref - tgt
-        metrics.update(reference_mask_ap=ref, target_mask_ap=tgt, mask_ap_drop=drop)
+        metrics.update(reference_mask_ap=ref, target_mask_ap=tgt, drop_mask_ap=drop)
         text = f"reference mask AP {ref:.4f}, target mask AP {tgt:.4f}, drop {drop:.4f}, budget {budget:.4f}"
         if math.isnan(drop) or drop > budget:
             return GateResult("mask_ap_drop", False, f"{name}: mask AP drop over budget: {text} ({o.images} images)",
@@ -286,7 +286,7 @@ class InstanceSegmentationTask:
         name, floor = self.spec.name, self.spec.thresholds.min_instance_mask_agreement
         a = o.agreement
         metrics: dict[str, float | str] = {
-            "instance_mask_agreement": a.scores.ap, "mask_agreement_mean_iou": a.mean_iou,
+            "mask_agreement_ap": a.scores.ap, "mask_agreement_mean_iou": a.mean_iou,
         }  # fmt: skip
         if a.scores.empty:
             return GateResult(
@@ -327,19 +327,19 @@ class InstanceSegmentationTask:
         out: dict[str, float] = {}
         a = o.agreement
         if not a.scores.empty:
-            out["instance_mask_agreement"] = float(a.scores.ap)
+            out["mask_agreement_ap"] = float(a.scores.ap)
         if not math.isnan(a.mean_iou):
             out["mask_agreement_mean_iou"] = float(a.mean_iou)
         for side, sc in (("reference", o.reference), ("target", o.target)):
             if sc is not None and not sc.empty:
                 out[f"{side}_mask_ap"] = float(sc.ap)
         if not math.isnan(o.drop()):
-            out["mask_ap_drop"] = o.drop()
+            out["drop_mask_ap"] = o.drop()
         return out
 
     def calibration_metrics(self, outcome: InstanceOutcome) -> dict[str, float]:
         a = outcome.agreement.scores
-        return {"mask_ap_drop": outcome.drop(), "instance_mask_agreement": math.nan if a.empty else float(a.ap)}
+        return {"drop_mask_ap": outcome.drop(), "mask_agreement_ap": math.nan if a.empty else float(a.ap)}
 
     def score(self, outcome: InstanceOutcome, metric: str, side: Literal["reference", "target"]) -> float:
         if metric == "mask_ap":

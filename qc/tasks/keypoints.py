@@ -273,13 +273,13 @@ class KeypointsTask:
 
     kind: ClassVar[str] = "keypoints"
     calibration: ClassVar[Calibration] = Calibration(
-        budgets=(GateMetric("oks_ap_drop", "oks_ap_drop", "max_oks_ap_drop"),),
-        agreement=GateMetric("keypoint_agreement", "keypoint_agreement", "min_keypoint_agreement"),
+        budgets=(GateMetric("oks_ap_drop", "drop_oks_ap", "max_oks_ap_drop"),),
+        agreement=GateMetric("keypoint_agreement", "keypoint_mean_oks", "min_keypoint_agreement"),
     )
     headlines: ClassVar[tuple[Headline, ...]] = (
         Headline("target_oks_ap", True, 0.01, "OKS AP (target)"),
-        Headline("oks_ap_drop", False, None, "OKS AP drop"),
-        Headline("keypoint_agreement", True, 0.01, "keypoint OKS agreement"),
+        Headline("drop_oks_ap", False, None, "OKS AP drop"),
+        Headline("keypoint_mean_oks", True, 0.01, "keypoint agreement (mean OKS)"),
     )
     diagnosis_metrics: ClassVar[tuple[str, str]] = ("oks_ap", "keypoint_agreement")
 
@@ -488,7 +488,7 @@ class KeypointsTask:
                                   metrics)  # fmt: skip
         ref, tgt = float(o.reference.ap), float(o.target.ap)
         drop = ref - tgt
-        metrics.update(reference_oks_ap=ref, target_oks_ap=tgt, oks_ap_drop=drop)
+        metrics.update(reference_oks_ap=ref, target_oks_ap=tgt, drop_oks_ap=drop)
         text = f"reference OKS AP {ref:.4f}, target OKS AP {tgt:.4f}, drop {drop:.4f}, budget {budget:.4f}"
         if math.isnan(drop) or drop > budget:
             return GateResult("oks_ap_drop", False, f"{name}: OKS AP drop over budget: {text} ({o.images} images)",
@@ -498,7 +498,7 @@ class KeypointsTask:
     def _agreement(self, o: KeypointsOutcome) -> GateResult:
         name, floor, a = self.spec.name, self.spec.thresholds.min_keypoint_agreement, o.agreement
         metrics: dict[str, float | str] = {
-            "keypoint_agreement": a.mean_oks, "keypoint_agreement_min": a.min_oks, "keypoint_agreement_ap": a.ap,
+            "keypoint_mean_oks": a.mean_oks, "keypoint_min_oks": a.min_oks, "keypoint_agreement_ap": a.ap,
             "people_lost": float(o.people_lost),
         }  # fmt: skip
         if a.empty:
@@ -542,7 +542,7 @@ class KeypointsTask:
         out: dict[str, float] = {}
         a = o.agreement
         if not a.empty:
-            out.update(keypoint_agreement=float(a.mean_oks), keypoint_agreement_min=float(a.min_oks))
+            out.update(keypoint_mean_oks=float(a.mean_oks), keypoint_min_oks=float(a.min_oks))
             if not math.isnan(a.ap):
                 out["keypoint_agreement_ap"] = float(a.ap)
         out["people_lost"] = float(o.people_lost)
@@ -550,12 +550,12 @@ class KeypointsTask:
             if sc is not None and not sc.empty:
                 out[f"{side}_oks_ap"] = float(sc.ap)
         if not math.isnan(o.drop()):
-            out["oks_ap_drop"] = o.drop()
+            out["drop_oks_ap"] = o.drop()
         return out
 
     def calibration_metrics(self, outcome: KeypointsOutcome) -> dict[str, float]:
         a = outcome.agreement
-        return {"oks_ap_drop": outcome.drop(), "keypoint_agreement": math.nan if a.empty else float(a.mean_oks)}
+        return {"drop_oks_ap": outcome.drop(), "keypoint_mean_oks": math.nan if a.empty else float(a.mean_oks)}
 
     def score(self, outcome: KeypointsOutcome, metric: str, side: Literal["reference", "target"]) -> float:
         if metric == "oks_ap":

@@ -152,7 +152,7 @@ def test_empty_agreement_fails_instead_of_passing() -> None:
     assert not verdict.passed
     assert "undefined" in verdict.message
     assert task.score(o, "mask_agreement", "target") == 0.0
-    assert math.isnan(task.calibration_metrics(o)["instance_mask_agreement"])
+    assert math.isnan(task.calibration_metrics(o)["mask_agreement_ap"])
 
 
 def test_headlines_metrics_score(labelled: tuple[InstanceSegmentationTask, InstanceOutcome]) -> None:
@@ -163,7 +163,7 @@ def test_headlines_metrics_score(labelled: tuple[InstanceSegmentationTask, Insta
     assert task.score(o, "mask_agreement", "reference") == 1.0
     assert task.score(o, "mask_agreement", "target") == pytest.approx(0.7)
     assert set(task.diagnosis_metrics) == {"mask_ap", "mask_agreement"}
-    assert task.calibration_metrics(o) == pytest.approx({"mask_ap_drop": 0.3, "instance_mask_agreement": 0.7})
+    assert task.calibration_metrics(o) == pytest.approx({"drop_mask_ap": 0.3, "mask_agreement_ap": 0.7})
     with pytest.raises(ConfigError, match="not an instance-segmentation metric"):
         task.score(o, "miou", "target")
 

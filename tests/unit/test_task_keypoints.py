@@ -190,11 +190,11 @@ def test_headlines_metrics_score_and_calibration(labelled: tuple[KeypointsTask, 
     assert task.score(o, "keypoint_agreement", "target") == pytest.approx(PERSON_OKS, abs=1e-4)
     assert set(task.diagnosis_metrics) == {"oks_ap", "keypoint_agreement"}
     cal = task.calibration_metrics(o)
-    assert cal["oks_ap_drop"] == pytest.approx(0.6)
-    assert cal["keypoint_agreement"] == pytest.approx(PERSON_OKS, 1e-4)
+    assert cal["drop_oks_ap"] == pytest.approx(0.6)
+    assert cal["keypoint_mean_oks"] == pytest.approx(PERSON_OKS, 1e-4)
     unlabelled = _outcome(task, ImageSet(_images().items, None, "folder"))
     assert task.score(unlabelled, "oks_ap", "target") == 0.0
-    assert math.isnan(task.calibration_metrics(unlabelled)["oks_ap_drop"])
+    assert math.isnan(task.calibration_metrics(unlabelled)["drop_oks_ap"])
 
 
 def test_save_load_and_report(labelled: tuple[KeypointsTask, KeypointsOutcome], tmp_path: Path) -> None:
