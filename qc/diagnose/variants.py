@@ -21,7 +21,7 @@ import numpy as np
 
 from qc.cache import stable_hash
 from qc.compare.layerwise import Comparison, OutputAccumulator, slice_array
-from qc.config import ModelSpec, QuantSettings
+from qc.config import ModelSpec, QuantSettings, TaskSpec
 from qc.errors import ConfigError, ModelError
 from qc.eval.accuracy import AccuracyResult, collect, score
 from qc.pipeline import ModelStages, iter_feeds
@@ -174,6 +174,11 @@ class Variants:
         task = self.spec.task
         if task is None:
             raise ConfigError(f"{self.spec.name}: the accuracy metric needs a 'task' section (decoder, class_names).")
+        if not isinstance(task, TaskSpec):
+            raise ConfigError(
+                f"{self.spec.name}: the diagnosis measures COCO box AP of detection tasks; task kind {task.kind!r} has "
+                "none: set diagnose.metric: output_sqnr."
+            )
         key = stable_hash(
             "accuracy",
             self.key(variant),

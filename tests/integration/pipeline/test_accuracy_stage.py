@@ -8,7 +8,7 @@ from pathlib import Path
 
 from qc.assets import AssetPaths
 from qc.cache import StageCache
-from qc.config import load_models
+from qc.config import TaskSpec, load_models
 from qc.pipeline import Context, ModelStages
 from qc.report.accuracy import write_accuracy
 
@@ -42,7 +42,7 @@ def test_accuracy_stage_on_the_demo_model(tmp_path: Path, demo_assets: AssetPath
         ref,
         tgt,
         stages.eval_images(),
-        spec.task.names() if spec.task else [],
+        spec.task.names() if isinstance(spec.task, TaskSpec) else [],
         tmp_path / "out",
         pictures=1,
         model=spec.name,
