@@ -370,6 +370,7 @@ class KeypointsTask(Strict):
     person_threshold: float = Field(
         default=0.25, ge=0, le=1, description="Agreement: a reference person counts when its score reaches this."
     )
+    pictures: int = Field(default=3, ge=0, description="Side-by-side pose pictures of the most-disagreeing images.")
 
     @model_validator(mode="after")
     def _decoder_settings(self) -> KeypointsTask:

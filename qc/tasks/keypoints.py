@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -85,6 +85,8 @@ class KeypointsOutcome:
     """People the reference sees (score >= person_threshold) whose target score falls below it."""
     reference_people: list[dict[str, Any]]
     target_people: list[dict[str, Any]]
+    disagreement: list[tuple[int, float]] = field(default_factory=list)
+    """(image id, 1 - the image's mean OKS of target vs reference), worst first (at most 50)."""
 
     def drop(self) -> float:
         if self.reference is None or self.target is None or self.reference.empty or self.target.empty:
@@ -115,6 +117,7 @@ class KeypointsOutcome:
                 "agreement.target_people_lost": self.people_lost,
                 "agreement.empty_reason": a.reason or None,
                 "per_keypoint": per_keypoint_rows(a),
+                "most_disagreeing_images": [{"image_id": i, "disagreement": d} for i, d in self.disagreement],
             }
         )
         return out
@@ -141,6 +144,7 @@ class KeypointsOutcome:
             people_lost=int(data["people_lost"]),
             reference_people=reference,
             target_people=target,
+            disagreement=[(int(i), float(d)) for i, d in data.get("disagreement", [])],
         )
 
 
@@ -237,15 +241,19 @@ class KeypointsCollection:
         ref_people: list[dict[str, Any]] = []
         tgt_people: list[dict[str, Any]] = []
         lost = 0
+        ranking: list[tuple[int, float]] = []
         for item in self.images.items:
             refs, tgts = self.by_image.get(item.image_id, ([], []))
             ref, tgt = Poses.stack(refs, k), Poses.stack(tgts, k)
+            one = self.task.agreement(k)  # this image alone (matched OKS only: no COCO evaluation)
+            for agg in (agreement, one):
+                agg.add(item.image_id, ref, tgt, paired=self.top_down)
             if self.top_down:
-                agreement.add(item.image_id, ref, tgt, paired=True)
                 seen = ref.scores >= s.person_threshold
                 lost += int((seen & (tgt.scores < s.person_threshold)).sum())
-            else:
-                agreement.add(item.image_id, ref, tgt)
+            if one.num_people:
+                matched = one.person_oks + [0.0] * (one.num_people - len(one.person_oks))  # unmatched: OKS 0
+                ranking.append((item.image_id, 1.0 - float(np.mean(matched))))
             ref_people += to_coco_keypoint_results(item.image_id, ref, s.person_category)
             tgt_people += to_coco_keypoint_results(item.image_id, tgt, s.person_category)
         coco = self.images.coco
@@ -265,6 +273,7 @@ class KeypointsCollection:
             people_lost=lost,
             reference_people=ref_people,
             target_people=tgt_people,
+            disagreement=sorted(ranking, key=lambda t: (-t[1], t[0]))[:50],
         )
 
 
@@ -462,6 +471,29 @@ class KeypointsTask:
             writer.writerow({c: row[c] for c in columns})
         atomic_write_text(folder / "keypoints.csv", buf.getvalue())
         written.append(folder / "keypoints.csv")
+        return written + self._pictures(outcome, images, folder / "pictures")
+
+    def _pictures(self, outcome: KeypointsOutcome, images: ImageSet, folder: Path) -> list[Path]:
+        """Side-by-side pictures of the images where the target's points depart most from the reference's."""
+        from qc.data.images import read_rgb
+        from qc.eval.keypoints.pictures import draw_poses_side_by_side
+
+        for old in folder.glob("*.png") if folder.is_dir() else []:
+            old.unlink()
+        paths = {item.image_id: item.path for item in images.items}
+        written = []
+        s = self.settings
+        for image_id, score in [d for d in outcome.disagreement if d[1] > 0][: s.pictures]:
+            path = paths.get(image_id)
+            if path is None:
+                continue
+            ref = [p for p in outcome.reference_people if p["image_id"] == image_id]
+            tgt = [p for p in outcome.target_people if p["image_id"] == image_id]
+            out = folder / f"{path.stem}.png"
+            title = f"{self.spec.name}: {path.name}  1 - mean OKS {score:.2f}"
+            draw_poses_side_by_side(read_rgb(path), ref, tgt, out, title, keypoint_threshold=s.keypoint_threshold,
+                                    person_threshold=s.person_threshold)  # fmt: skip
+            written.append(out)
         return written
 
     def check(self, gate: str, outcome: KeypointsOutcome) -> GateResult:

@@ -205,9 +205,19 @@ def test_save_load_and_report(labelled: tuple[KeypointsTask, KeypointsOutcome], 
     loaded = task.load(loads(dumps(data)), tmp_path)
     assert loaded is not None
     assert dumps(loaded.summary()) == dumps(o.summary())
-    files = task.write_report(o, _images(), tmp_path / "report")
+    from PIL import Image
+
+    for i in (1, 2):
+        Image.new("RGB", (W, H), (90, 90, 90)).save(tmp_path / f"{i}.png")
+    photos = ImageSet(tuple(ImageItem(i, tmp_path / f"{i}.png", W, H) for i in (1, 2)), _coco(), "synthetic")
+    files = task.write_report(o, photos, tmp_path / "report")
     assert {f.name for f in files} == {"accuracy.json", "keypoints_reference.json", "keypoints_target.json",
-                                       "keypoints.csv"}  # fmt: skip
+                                       "keypoints.csv", "1.png", "2.png"}  # fmt: skip
+    with Image.open(tmp_path / "report" / "pictures" / "1.png") as im:
+        assert im.size[0] > 2 * W  # both sides
+    # image 2's one person has the same OKS as image 1's two: the ranking ties break by image id
+    assert [i for i, _ in o.disagreement] == [1, 2]
+    assert o.disagreement[0][1] == pytest.approx(1 - PERSON_OKS, abs=1e-4)
     with (tmp_path / "report" / "keypoints.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert next(r["keypoint"] for r in rows) == "left_ankle"  # worst first
