@@ -170,3 +170,13 @@ class InputsHook(Protocol):
     def inputs(self, images: ImageSet, input_name: str, input_hw: tuple[int, int]) -> TaskInputs | None:
         """The inputs of ``images``, or None when the model sees whole preprocessed images."""
         ...
+
+
+class LabelsHook(Protocol):
+    """Optional :class:`Task` hook: whether labelled evaluation data holds what this task scores (a COCO file of boxes
+    has no person keypoints, no masks). ``qc calibrate`` skips an entry whose labels cannot score its task, instead of
+    sweeping variants whose labelled drop is undefined."""
+
+    def labels_missing(self, images: ImageSet) -> str | None:
+        """Why ``images``' labels cannot score this task, or None when they can (or there are none to judge)."""
+        ...

@@ -202,6 +202,14 @@ class InstanceSegmentationTask:
             s.class_agnostic,
         )  # fmt: skip
 
+    def labels_missing(self, images: ImageSet) -> str | None:
+        """:class:`qc.tasks.base.LabelsHook`: the labels need (non-crowd) segmentations."""
+        if images.coco is None:
+            return None
+        if any(a.get("segmentation") and not a.get("iscrowd", 0) for a in images.coco.get("annotations", [])):
+            return None
+        return f"the labels ({images.source}) hold no (non-crowd) segmentation: the mask AP drop cannot be measured"
+
     @property
     def gates(self) -> tuple[str, ...]:
         return gates_needing("accuracy", task=self.kind)

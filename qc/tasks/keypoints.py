@@ -413,6 +413,19 @@ class KeypointsTask:
         )
         return TaskInputs(len(plan), feeds(), note)
 
+    def labels_missing(self, images: ImageSet) -> str | None:
+        """:class:`qc.tasks.base.LabelsHook`: the labels need people (``person_category``) with keypoints."""
+        if images.coco is None:
+            return None
+        for ann in images.coco.get("annotations", []):
+            person = int(ann.get("category_id", -1)) == self.settings.person_category and not ann.get("iscrowd", 0)
+            if person and ann.get("keypoints") and int(ann.get("num_keypoints", 0)) > 0:
+                return None
+        return (
+            f"the labels ({images.source}) hold no person (category {self.settings.person_category}) with keypoints: "
+            "the OKS AP drop cannot be measured"
+        )
+
     # -- the Task protocol -----------------------------------------------------------------------------------
     @property
     def gates(self) -> tuple[str, ...]:

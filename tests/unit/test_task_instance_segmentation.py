@@ -213,3 +213,13 @@ def test_config_errors_name_the_line(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("instance-segmentation", "pose-estimation"))
     with pytest.raises(ConfigError, match="unknown task kind 'pose-estimation'; expected one of"):
         load_models(path)
+
+
+def test_labels_missing_tells_calibrate_when_the_labels_hold_no_masks() -> None:
+    task = InstanceSegmentationTask(_spec())
+    items = (ImageItem(1, Path("1.png"), 64, 64),)
+    assert task.labels_missing(ImageSet(items, _coco(), "a.json")) is None
+    assert task.labels_missing(ImageSet(items, None, "folder")) is None
+    reason = task.labels_missing(ImageSet(items, _coco(labelled=False), "boxes.json"))
+    assert reason is not None
+    assert "boxes.json" in reason

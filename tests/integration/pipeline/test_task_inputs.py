@@ -89,3 +89,23 @@ def test_crop_settings_change_the_target_and_comparison_keys(project: Path, tmp_
     assert inputs_key(spec) != inputs_key(other)
     assert a.target_key() != b.target_key()
     assert a.comparison_key() != b.comparison_key()
+
+
+def test_calibrate_skips_an_entry_whose_labels_hold_no_keypoints(project: Path, tmp_path: Path) -> None:
+    import json
+
+    from qc.calibrate import _why_not
+    from qc.config import CocoData, ImageData
+
+    spec = load_models(project / "models.yaml")[0]
+    ctx = Context(StageCache(tmp_path / "cache"), tmp_path / "reports")
+    assert _why_not(ModelStages(spec, ctx)) is None  # person keypoints labelled: calibratable
+    coco = json.loads((project / "eval.json").read_text())
+    for ann in coco["annotations"]:
+        ann.pop("keypoints", None)
+        ann.pop("num_keypoints", None)
+    (tmp_path / "boxes.json").write_text(json.dumps(coco))
+    boxes = ImageData(coco=CocoData(annotations=tmp_path / "boxes.json", images=project / "eval"))
+    reason = _why_not(ModelStages(spec.model_copy(update={"eval_data": boxes}), ctx))
+    assert reason is not None
+    assert "hold no person (category 1) with keypoints" in reason
