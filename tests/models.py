@@ -171,3 +171,34 @@ def keypoints_project(folder: Path, entries: str) -> Path:
     }
     (folder / "eval.json").write_text(json.dumps(coco))
     return models_yaml(folder, entries)
+
+
+def tiny_yolov8_seg(path: Path, head: np.ndarray, protos: np.ndarray, *, size: int = 64) -> Path:
+    """A YOLOv8-seg shaped model whose outputs are the given ``head`` (1, 4 + classes + M, anchors) and ``protos``
+    (1, M, h, w) plus 0 x the input's mean (so they depend on the input in form only): known masks end to end."""
+    nodes = [
+        helper.make_node("ReduceMean", ["images"], ["mean"], name="mean", keepdims=0),
+        helper.make_node("Mul", ["mean", "zero"], ["nothing"], name="times_zero"),
+        helper.make_node("Add", ["head_const", "nothing"], ["head"], name="head_out"),
+        helper.make_node("Add", ["protos_const", "nothing"], ["protos"], name="protos_out"),
+    ]
+    inits = [
+        numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+        numpy_helper.from_array(head.astype(np.float32), "head_const"),
+        numpy_helper.from_array(protos.astype(np.float32), "protos_const"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_yolov8_seg",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+        [
+            helper.make_tensor_value_info("head", TensorProto.FLOAT, list(head.shape)),
+            helper.make_tensor_value_info("protos", TensorProto.FLOAT, list(protos.shape)),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
