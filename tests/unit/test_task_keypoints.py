@@ -17,7 +17,8 @@ from qc.errors import ConfigError, DataError
 from qc.eval.keypoints import COCO_KEYPOINT_NAMES, COCO_SIGMAS, person_crop
 from qc.gates import Evidence, check, gate_info
 from qc.tasks import task_of
-from qc.tasks.keypoints import KeypointsOutcome, KeypointsTask, person_boxes
+from qc.tasks.keypoints import KeypointsTask
+from qc.tasks.keypoints_collect import KeypointsOutcome, person_boxes
 
 SIG = np.asarray(COCO_SIGMAS)
 INPUT = (64, 64)

@@ -12,7 +12,7 @@ from qc.cache import StageCache
 from qc.config import KeypointsTask, load_models
 from qc.data.images import load_image_set
 from qc.pipeline import Context, ModelStages, count_feeds, inputs_key, iter_feeds
-from qc.tasks.keypoints import KeypointsOutcome
+from qc.tasks.keypoints_collect import KeypointsOutcome
 from tests.models import KEYPOINTS_TASK, keypoints_project, tiny_detector, tiny_project
 
 ENTRY = f"""\
