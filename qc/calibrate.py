@@ -189,7 +189,11 @@ def _why_not(stages: ModelStages) -> str | None:
         _task_calibration(spec)
     except ConfigError as exc:
         return str(exc)
-    return None
+    from qc.tasks import task_of
+
+    missing = getattr(task_of(spec), "labels_missing", None)  # optional hook: qc.tasks.base.LabelsHook
+    why = missing(stages.eval_images()) if callable(missing) else None
+    return f"{spec.name}: {why}" if why else None
 
 
 def gate_passes(point: Point, gate: str, threshold_field: str | None = None, value: float | None = None) -> bool:

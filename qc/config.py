@@ -467,6 +467,170 @@ class ClassificationTask(Strict):
         return None
 
 
+class CropSettings(Strict):
+    """How a top-down model's person crop is cut from a person box (:func:`qc.eval.keypoints.person_crop`)."""
+
+    box_scale: float = Field(default=1.25, gt=0, description="Box sides times this, then grown to the input aspect.")
+    border: Literal["replicate", "constant"] = Field(
+        default="replicate", description="Pixels outside the image: the border pixels repeated, or pad_value."
+    )
+    pad_value: float = Field(default=0.0, ge=0, le=255, description="border constant: the fill, in 0..255 pixels.")
+
+
+class LandmarkLayout(Strict):
+    """How a top-down regression model lays out its landmark tensor (:class:`qc.eval.keypoints.RegressionSpec`)."""
+
+    num_keypoints: int = Field(gt=0, description="Points kept from the start of the tensor (MediaPipe pose: 33).")
+    values_per_point: int = Field(default=3, gt=0)
+    x_index: int = Field(default=0, ge=0)
+    y_index: int = Field(default=1, ge=0)
+    score_index: int | None = Field(default=2, ge=0, description="The keypoint score value; null: every point 1.")
+    score_activation: Literal["sigmoid", "none"] = "none"
+    coordinates: Literal["pixels", "normalized"] = Field(default="pixels", description="Of the network input.")
+
+    @model_validator(mode="after")
+    def _indices(self) -> LandmarkLayout:
+        used = {"x_index": self.x_index, "y_index": self.y_index, "score_index": self.score_index}
+        bad = {k: v for k, v in used.items() if v is not None and v >= self.values_per_point}
+        if bad:
+            raise ValueError(f"{bad} out of range: each index must be below values_per_point ({self.values_per_point})")
+        return self
+
+
+class YoloPoseHead(Strict):
+    """A YOLO-pose head ``(1, 4 + classes + 3K, anchors)`` (:class:`qc.eval.keypoints.YoloPoseSpec`)."""
+
+    num_keypoints: int = Field(default=17, gt=0)
+    num_classes: int = Field(default=1, gt=0)
+    score_threshold: float = Field(default=0.001, ge=0, le=1, description="Evaluation score threshold.")
+    iou_threshold: float = Field(default=0.65, ge=0, le=1)
+    max_detections: int = Field(default=100, gt=0)
+    visibility_activation: Literal["sigmoid", "none"] = "none"
+
+
+KEYPOINT_MAPS: Final = ("mediapipe-pose-to-coco",)
+"""Named keypoint maps (:data:`qc.eval.keypoints.MEDIAPIPE_POSE_TO_COCO`); a list of indices is the general form."""
+
+
+class KeypointsTask(Strict):
+    """Pose estimation (``kind: keypoints``): OKS AP of both sides against keypoint labels, keypoint agreement.
+
+    Top-down decoders (``top-down-regression``, ``top-down-heatmap``) run the model once per person box of the
+    evaluation set (``person_boxes``: its labelled boxes of ``person_category``; a plain image folder: each whole
+    image is one person), on the crop cut with ``crop``; ``yolo-pose`` runs on whole images like a detector.
+    """
+
+    kind: Literal["keypoints"]
+    decoder: Literal["top-down-regression", "top-down-heatmap", "yolo-pose"]
+    outputs: tuple[str, ...] = Field(
+        default=(), max_length=1, description="The landmark / heatmap / head output (default: the first output)."
+    )
+    person_boxes: Literal["ground-truth"] = Field(
+        default="ground-truth", description="Top-down: the labelled person boxes of the image set (category below)."
+    )
+    person_category: int = Field(default=1, description="Top-down: the COCO category id of the person boxes.")
+    crop: CropSettings = CropSettings()
+    landmarks: LandmarkLayout | None = Field(default=None, description="top-down-regression: the tensor layout.")
+    person_score_output: str | None = Field(
+        default=None, description="Top-down: an output holding the person score (e.g. a presence flag); default 1."
+    )
+    person_score_activation: Literal["sigmoid", "none"] = "none"
+    head: YoloPoseHead | None = Field(default=None, description="yolo-pose: the head layout (default 17 points).")
+    keypoint_map: Literal["mediapipe-pose-to-coco"] | tuple[int, ...] | None = Field(
+        default=None, description="The model's point index of each labelled keypoint, in label order."
+    )
+    sigmas: Literal["coco"] | tuple[float, ...] = Field(default="coco", description="OKS sigma per keypoint.")
+    keypoint_names: tuple[str, ...] | None = Field(default=None, description="Default: COCO's with 17 points.")
+    keypoint_threshold: float = Field(
+        default=0.5, ge=0, le=1, description="Agreement: a reference point counts when its score reaches this."
+    )
+    person_threshold: float = Field(
+        default=0.25, ge=0, le=1, description="Agreement: a reference person counts when its score reaches this."
+    )
+    pictures: int = Field(default=3, ge=0, description="Side-by-side pose pictures of the most-disagreeing images.")
+
+    @model_validator(mode="after")
+    def _decoder_settings(self) -> KeypointsTask:
+        top_down = self.decoder.startswith("top-down")
+        given = self.model_fields_set
+        if self.decoder == "top-down-regression" and self.landmarks is None:
+            raise ValueError("decoder 'top-down-regression' needs 'landmarks' (num_keypoints, values_per_point, ...)")
+        if self.decoder != "top-down-regression" and self.landmarks is not None:
+            raise ValueError(f"'landmarks' applies to decoder 'top-down-regression' only, found {self.decoder!r}")
+        if top_down and self.head is not None:
+            raise ValueError(f"'head' applies to decoder 'yolo-pose' only, found {self.decoder!r}")
+        if not top_down:
+            top_down_only = {"crop", "person_boxes", "person_category", "person_score_output"}
+            defaults = type(self).model_fields
+            foreign = sorted(f for f in given & top_down_only if getattr(self, f) != defaults[f].default)
+            if foreign:
+                raise ValueError(f"{foreign} apply to top-down decoders only (this one is 'yolo-pose')")
+        count = self.model_points()
+        if isinstance(self.keypoint_map, tuple) and count is not None:
+            bad = [i for i in self.keypoint_map if not 0 <= i < count]
+            if bad:
+                raise ValueError(f"keypoint_map indices {bad} are out of range for the model's {count} points")
+        if self.keypoint_map == "mediapipe-pose-to-coco" and count is not None and count < 33:
+            raise ValueError(f"keypoint_map 'mediapipe-pose-to-coco' needs 33 model points, the model has {count}")
+        labelled = self.labelled_points()
+        if isinstance(self.sigmas, tuple):
+            if any(s <= 0 for s in self.sigmas):
+                raise ValueError(f"every OKS sigma must be > 0, found {list(self.sigmas)}")
+            if labelled is not None and len(self.sigmas) != labelled:
+                raise ValueError(f"{len(self.sigmas)} sigmas given for {labelled} keypoints (after keypoint_map)")
+        elif labelled is not None and labelled != 17:
+            raise ValueError(f"sigmas 'coco' are COCO's 17; give one sigma per keypoint for {labelled} keypoints")
+        if self.keypoint_names is not None and labelled is not None and len(self.keypoint_names) != labelled:
+            raise ValueError(f"{len(self.keypoint_names)} keypoint_names given for {labelled} keypoints")
+        return self
+
+    def model_points(self) -> int | None:
+        """The model's points per person (None for heatmaps: known from the output's shape only)."""
+        if self.landmarks is not None:
+            return self.landmarks.num_keypoints
+        if self.decoder == "yolo-pose":
+            return (self.head or YoloPoseHead()).num_keypoints
+        return None
+
+    def labelled_points(self) -> int | None:
+        """Points per person after ``keypoint_map`` (what OKS compares), None when only the output tells."""
+        if self.keypoint_map == "mediapipe-pose-to-coco":
+            return 17
+        if isinstance(self.keypoint_map, tuple):
+            return len(self.keypoint_map)
+        return self.model_points()
+
+
+class InstanceSegmentationTask(Strict):
+    """Instance masks (``kind: instance-segmentation``): mask AP of both sides, mask agreement AP."""
+
+    kind: Literal["instance-segmentation"]
+    decoder: Literal["yolov8-seg"] = "yolov8-seg"
+    outputs: tuple[str, ...] = Field(
+        default=(), description="[head, prototypes] (default: the 3-D output and the 4-D output of the model)."
+    )
+    class_names: Path | tuple[str, ...] = Field(description="A file with one class name per line, or a list.")
+    num_coefficients: int = Field(default=32, gt=0, description="Mask coefficients per anchor (= prototypes).")
+    score_threshold: float = Field(default=0.001, ge=0, le=1, description="Evaluation score threshold.")
+    iou_threshold: float = Field(default=0.7, ge=0, le=1)
+    max_detections: int = Field(default=100, gt=0)
+    mask_threshold: float = Field(default=0.5, gt=0, lt=1, description="Mask probability threshold.")
+    class_agnostic: bool = False
+    deploy_threshold: float = Field(default=0.25, ge=0, le=1, description="Agreement: reference instances above it.")
+
+    @field_validator("outputs")
+    @classmethod
+    def _two_outputs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if v and len(v) != 2:
+            raise ValueError(f"give two outputs [head, prototypes], found {list(v)}")
+        return v
+
+    def names(self) -> list[str]:
+        if isinstance(self.class_names, Path):
+            return [n.strip() for n in self.class_names.read_text(encoding="utf-8").splitlines() if n.strip()]
+        return list(self.class_names)
+
+
 def _task_kind(value: Any) -> str | None:
     """The task's ``kind``; an entry without one is a detection task (models.yaml files written before tasks)."""
     if isinstance(value, dict):
@@ -479,7 +643,10 @@ TaskConfig = Annotated[
     Annotated[TaskSpec, Tag("detection")]
     # issue 14 tasks
     | Annotated[SegmentationTask, Tag("segmentation")]
-    | Annotated[ClassificationTask, Tag("classification")],
+    | Annotated[ClassificationTask, Tag("classification")]
+    # issue 15 tasks
+    | Annotated[KeypointsTask, Tag("keypoints")]
+    | Annotated[InstanceSegmentationTask, Tag("instance-segmentation")],
     Discriminator(_task_kind),
 ]
 """The ``task`` section: a tagged union on ``kind`` (default ``detection``); a task kind adds its spec here and its
@@ -613,6 +780,15 @@ class Thresholds(Strict):
     max_top1_drop: float = Field(default=0.01, ge=0, le=1, description="Classification: top-1 accuracy drop.")
     min_top1_agreement: float = Field(
         default=0.95, ge=0, le=1, description="Classification: images where the target's top-1 is the reference's."
+    )
+    # issue 15 tasks
+    max_oks_ap_drop: float = Field(default=0.05, ge=0, le=1, description="OKS AP reference minus target, at most.")
+    min_keypoint_agreement: float = Field(
+        default=0.9, ge=0, le=1, description="Mean OKS of the target's points against the reference's, at least."
+    )
+    max_mask_ap_drop: float = Field(default=0.05, ge=0, le=1, description="Mask AP reference minus target, at most.")
+    min_instance_mask_agreement: float = Field(
+        default=0.8, ge=0, le=1, description="Mask AP of the target against the reference's instances, at least."
     )
 
     def for_tensor(self, name: str) -> TensorThresholds:
@@ -886,8 +1062,9 @@ def _missing_files(spec: ModelSpec) -> list[tuple[tuple[str | int, ...], str]]:
             checks.append(((key, "coco", "images"), data.coco.images, True))
         elif data.folder is not None:
             checks.append(((key, "folder"), data.folder, True))
-    if isinstance(spec.task, TaskSpec) and isinstance(spec.task.class_names, Path):
-        checks.append((("task", "class_names"), spec.task.class_names, False))
+    class_names = getattr(spec.task, "class_names", None)  # a task kind without class names has none to check
+    if isinstance(class_names, Path):
+        checks.append((("task", "class_names"), class_names, False))
     if isinstance(spec.task, SegmentationTask) and isinstance(spec.task.ground_truth, CocoMaskSource):
         checks.append((("task", "ground_truth", "annotations"), spec.task.ground_truth.annotations, False))
     if isinstance(spec.task, SegmentationTask) and isinstance(spec.task.ground_truth, FolderMaskSource):
@@ -997,6 +1174,8 @@ _TAGS: dict[str, type[BaseModel]] = {
     # issue 14 tasks
     "segmentation": SegmentationTask,
     "classification": ClassificationTask,
+    "keypoints": KeypointsTask,
+    "instance-segmentation": InstanceSegmentationTask,
 }
 
 

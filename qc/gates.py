@@ -433,6 +433,23 @@ _TASK_GATES: dict[str, tuple[tuple[str, str, bool], ...]] = {
             False,
         ),
     ),
+    # issue 15 tasks
+    "keypoints": (
+        ("oks_ap_drop", "COCO keypoint (OKS) AP of the reference minus the target's, at most max_oks_ap_drop.", True),
+        (
+            "keypoint_agreement",
+            "Mean OKS of the target's keypoints against the reference's people, at least min_keypoint_agreement.",
+            False,
+        ),
+    ),
+    "instance-segmentation": (
+        ("mask_ap_drop", "COCO mask AP of the reference minus the target's, at most max_mask_ap_drop.", True),
+        (
+            "instance_mask_agreement",
+            "The target's mask AP against the reference's confident instances, at least min_instance_mask_agreement.",
+            False,
+        ),
+    ),
 }
 """The gates each task kind contributes (name, doc, needs labels), decided by that task's ``check``."""
 

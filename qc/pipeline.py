@@ -31,7 +31,7 @@ from qc.targets.base import TARGET_RUN_JSON, finish_comparison
 
 if TYPE_CHECKING:
     from qc.targets.base import Target
-    from qc.tasks.base import Task
+    from qc.tasks.base import InputsHook, Task, TaskInputs
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +96,49 @@ def input_layout(spec: ModelSpec, graph: GraphTensors) -> tuple[str, tuple[int, 
     return name, size
 
 
+def task_inputs(spec: ModelSpec, images: ImageSet, input_name: str, size: tuple[int, int]) -> TaskInputs | None:
+    """The inputs the entry's task feeds instead of whole preprocessed images (:class:`qc.tasks.base.InputsHook`,
+    e.g. a top-down keypoint model's person crops), or None."""
+    hook = _inputs_hook(spec)
+    return hook.inputs(images, input_name, size) if hook is not None else None
+
+
+def inputs_key(spec: ModelSpec) -> object:
+    """What decides the model inputs besides the images: ``preprocess`` (exactly that object when the task feeds
+    whole images, so such entries keep their cache keys) and the task's input settings."""
+    hook = _inputs_hook(spec)
+    key = hook.inputs_key() if hook is not None else None
+    return spec.preprocess if key is None else {"preprocess": spec.preprocess, "task_inputs": key}
+
+
+def _inputs_hook(spec: ModelSpec) -> InputsHook | None:
+    if spec.task is None:
+        return None
+    from qc.tasks import task_class
+
+    cls = task_class(spec.task.kind)
+    if not callable(getattr(cls, "inputs", None)):
+        return None
+    hook: InputsHook = cls(spec)  # type: ignore[assignment]  # structural: it has inputs and inputs_key
+    return hook
+
+
+def count_feeds(spec: ModelSpec, images: ImageSet, input_name: str, size: tuple[int, int]) -> int:
+    """How many inputs :func:`iter_feeds` yields for ``images`` (progress totals)."""
+    custom = task_inputs(spec, images, input_name, size)
+    return custom.count if custom is not None else len(images)
+
+
 def iter_feeds(
     spec: ModelSpec, images: ImageSet, input_name: str, size: tuple[int, int]
 ) -> Iterator[tuple[int, dict[str, np.ndarray], Transform]]:
+    """The model inputs of ``images``, in order: one preprocessed input per image, or the task's own inputs
+    (:func:`task_inputs`) when it provides them. Every stream of an entry reads its inputs here (comparison,
+    accuracy, speed, diagnosis, a quantizing target's calibration)."""
+    custom = task_inputs(spec, images, input_name, size)
+    if custom is not None:
+        yield from custom.feeds
+        return
     for item, rgb in iter_images(images):
         tensor, transform = preprocess(rgb, spec.preprocess, size)
         yield item.image_id, {input_name: tensor}, transform
@@ -152,7 +192,7 @@ class ModelStages:
             "comparison",
             spec.reference,
             self.target_key(),
-            spec.preprocess,
+            inputs_key(spec),
             self.eval_images().fingerprint(),
             spec.outputs,
             ort_version(),
@@ -274,6 +314,8 @@ class ModelStages:
         collector = task.collector(size, images) if task is not None else None
         transforms: dict[int, Transform] = {}
         problem: QcError | None = None
+        custom = task_inputs(self.spec, images, name, size)
+        total = custom.count if custom is not None else len(images)
 
         def feeds() -> Iterator[tuple[int, dict[str, np.ndarray]]]:
             for image_id, feed, transform in iter_feeds(self.spec, images, name, size):
@@ -295,7 +337,7 @@ class ModelStages:
         matches = target.matches(folder)
         self._copy_artifacts(folder)
         # a device target: one lease and run folder for the whole pass
-        with target.session(), progress.task(self.spec.name, "compare", len(images)) as bar:
+        with target.session(), progress.task(self.spec.name, "compare", total) as bar:
             result = compare_stream(
                 self.spec.name,
                 self.reference,
@@ -307,6 +349,8 @@ class ModelStages:
                 bar=bar,
             )
         result.notes.append(target.comparison_note())
+        if custom is not None:
+            result.notes.append(custom.note)
         finish_comparison(target, folder)  # a target's own per-tensor files (e.g. htp_split.csv) beside the entry
         self._copy_artifacts(folder)
         outcome = None
@@ -324,8 +368,9 @@ class ModelStages:
         name, size = self.io()
         images = self.eval_images()
         feeds = iter_feeds(self.spec, images, name, size)
-        # a device target: one lease and run folder for the whole pass; bar counts the images taken
-        with target.session(), progress.task(self.spec.name, "evaluate", len(images)) as bar:
+        total = count_feeds(self.spec, images, name, size)
+        # a device target: one lease and run folder for the whole pass; bar counts the inputs taken
+        with target.session(), progress.task(self.spec.name, "evaluate", total) as bar:
             return task.evaluate(self.reference, runner, bar.each(feeds), size, images)
 
     def close(self) -> None:

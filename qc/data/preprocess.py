@@ -81,6 +81,12 @@ def preprocess(rgb: np.ndarray, spec: Preprocess, size_hw: tuple[int, int]) -> t
     pixels, transform = resize_image(
         rgb, size_hw, spec.mode, spec.pad_value, resize_short=spec.resize_short, interpolation=spec.interpolation
     )
+    return to_tensor(pixels, spec), transform
+
+
+def to_tensor(pixels: np.ndarray, spec: Preprocess) -> np.ndarray:
+    """An ``(H, W, 3)`` float32 RGB image of 0..255 pixels already at the input size (resized, or a task's crop) as
+    a batch-of-one input tensor: channel order, normalisation, dtype and layout of ``spec``."""
     if spec.channel_order == "BGR":
         pixels = pixels[..., ::-1]
     if spec.dtype == "uint8":
@@ -91,4 +97,4 @@ def preprocess(rgb: np.ndarray, spec: Preprocess, size_hw: tuple[int, int]) -> t
         x = ((pixels * np.float32(spec.scale) - mean) / std).astype(spec.dtype)
     if spec.layout == "NCHW":
         x = np.transpose(x, (2, 0, 1))
-    return np.ascontiguousarray(x[None]), transform
+    return np.ascontiguousarray(x[None])

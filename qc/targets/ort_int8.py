@@ -43,14 +43,14 @@ class OrtInt8(Onnx):
         return settings
 
     def key(self) -> str:
-        from qc.pipeline import ort_version
+        from qc.pipeline import inputs_key, ort_version
 
         calib = load_image_set(self.calibration)
         return stable_hash(
             "ort-int8",
             self.spec.reference,
             self._quant(),
-            self.spec.preprocess,
+            inputs_key(self.spec),
             calib.fingerprint(),
             ort_version(),
         )
@@ -58,7 +58,7 @@ class OrtInt8(Onnx):
     def runner(self) -> OrtRunner:
         if self._runner is not None:
             return self._runner
-        from qc.pipeline import iter_feeds
+        from qc.pipeline import count_feeds, iter_feeds
         from qc.runners.quantize import quantize_int8
 
         def build(folder: Path) -> tuple[Path, dict[str, object]]:
@@ -67,8 +67,9 @@ class OrtInt8(Onnx):
             calib = load_image_set(self.calibration)
             feeds = (f for _, f, _ in iter_feeds(self.spec, calib, name, size))
             notes: list[str] = []
+            total = count_feeds(self.spec, calib, name, size)
             used = quantize_int8(
-                self.spec.reference, self._quant(), feeds, path, self.spec.name, notes, calibration_total=len(calib)
+                self.spec.reference, self._quant(), feeds, path, self.spec.name, notes, calibration_total=total
             )
             log.info("%s: quantized with %d calibration images", self.spec.name, used)
             self.quantize_notes = notes

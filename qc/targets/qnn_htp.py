@@ -94,7 +94,7 @@ class QnnHtp:
         return QuantSettings(**{k: v for k, v in self.settings.model_dump().items() if k in fields})
 
     def key(self) -> str:
-        from qc.pipeline import ort_version
+        from qc.pipeline import inputs_key, ort_version
 
         quantized = self.settings.precision == "quantized"
         calibration = self.spec.calibration
@@ -102,7 +102,7 @@ class QnnHtp:
             "qnn-htp",
             self.spec.reference,
             self.settings,
-            self.spec.preprocess if quantized else None,
+            inputs_key(self.spec) if quantized else None,
             load_image_set(calibration).fingerprint() if quantized and calibration is not None else None,
             ort_version(),
             qnn_version(),

@@ -21,6 +21,9 @@ TASKS: dict[str, str] = {
     # issue 14 tasks
     "segmentation": "qc.tasks.segmentation:Segmentation",
     "classification": "qc.tasks.classification:Classification",
+    # issue 15 tasks
+    "keypoints": "qc.tasks.keypoints:KeypointsTask",
+    "instance-segmentation": "qc.tasks.instance_segmentation:InstanceSegmentationTask",
 }
 """Task kind -> ``module:class`` of its implementation (imported on first use)."""
 

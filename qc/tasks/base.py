@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
@@ -153,11 +153,14 @@ class Task(Protocol):
 def is_labelled(task: Task, images: ImageSet) -> bool:
     """Whether the task's labelled metrics exist for ``images``: the task's optional ``labelled(images)`` hook
     (segmentation: ground-truth masks configured; classification: labels configured), by default whether the
-    evaluation data is a COCO annotation file."""
+    evaluation data is a COCO annotation file holding what the task scores (:class:`LabelsHook`)."""
     hook = getattr(task, "labelled", None)
     if hook is not None:
         return bool(hook(images))
-    return images.coco is not None
+    if images.coco is None:
+        return False
+    missing = getattr(task, "labels_missing", None)  # LabelsHook: a COCO file may lack what the task scores
+    return missing is None or missing(images) is None
 
 
 def all_headlines() -> tuple[Headline, ...]:
@@ -169,3 +172,48 @@ def all_headlines() -> tuple[Headline, ...]:
         for h in task_class(kind).headlines:
             seen.setdefault(h.name, h)
     return tuple(seen.values())
+
+
+Feed = tuple[int, dict[str, np.ndarray], "Transform"]
+"""(input id, model input, the transform mapping that input's pixels back to its image's pixels)."""
+
+
+@dataclass(frozen=True)
+class TaskInputs:
+    """The model inputs a task feeds instead of one preprocessed input per image (e.g. one crop per person).
+
+    Input ids are ``0 .. count - 1`` in a deterministic order computed from the image set alone, so the task's
+    collector (built separately) knows which image and region each input id stands for.
+    """
+
+    count: int
+    feeds: Iterator[Feed]
+    note: str
+    """One sentence for the comparison's notes: what an 'image' of the comparison is (e.g. 13 person crops of 4
+    images)."""
+
+
+class InputsHook(Protocol):
+    """Optional :class:`Task` hook: a task whose model does not see whole images (a top-down keypoint model sees one
+    crop per person box) provides its own inputs. The pipeline (:func:`qc.pipeline.iter_feeds`) uses them for EVERY
+    stream of the entry, so one rule covers the comparison, the accuracy, the speed input, the diagnosis and the
+    calibration of a quantizing target (whose image set has boxes or not: the task decides what it feeds then).
+    """
+
+    def inputs_key(self) -> object:
+        """JSON-able settings that decide the inputs besides the images and ``preprocess`` (None: whole images)."""
+        ...
+
+    def inputs(self, images: ImageSet, input_name: str, input_hw: tuple[int, int]) -> TaskInputs | None:
+        """The inputs of ``images``, or None when the model sees whole preprocessed images."""
+        ...
+
+
+class LabelsHook(Protocol):
+    """Optional :class:`Task` hook: whether labelled evaluation data holds what this task scores (a COCO file of boxes
+    has no person keypoints, no masks). ``qc calibrate`` skips an entry whose labels cannot score its task, instead of
+    sweeping variants whose labelled drop is undefined."""
+
+    def labels_missing(self, images: ImageSet) -> str | None:
+        """Why ``images``' labels cannot score this task, or None when they can (or there are none to judge)."""
+        ...

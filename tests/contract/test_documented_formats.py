@@ -81,6 +81,10 @@ GATES = (
     "mask_agreement",
     "top1_drop",
     "top1_agreement",
+    "oks_ap_drop",
+    "keypoint_agreement",
+    "mask_ap_drop",
+    "instance_mask_agreement",
     "fps",
     "lint",
     "baseline",
@@ -325,7 +329,16 @@ def test_junit_properties(run: Run) -> None:
         assert props["qc_gate"] in GATES
         per_model.setdefault(model, set()).add(str(props["qc_gate"]))
     assert per_model[TINY] == {"layer_cosine", "output_cosine", "output_sqnr", "fps", "lint"}
-    other_tasks = {"miou_drop", "mask_agreement", "top1_drop", "top1_agreement"}  # the SNPE entry is a detector
+    other_tasks = {  # the SNPE entry is a detector: no other task kind's gates
+        "miou_drop",
+        "mask_agreement",
+        "top1_drop",
+        "top1_agreement",
+        "oks_ap_drop",
+        "keypoint_agreement",
+        "mask_ap_drop",
+        "instance_mask_agreement",
+    }
     assert per_model[SNPE] == {*GATES} - {"baseline"} - other_tasks
     targets = {p.get("value") for c in cases for p in c.iter("property") if p.get("name") == "qc_target"}
     assert targets == {"ort-int8", "snpe"}

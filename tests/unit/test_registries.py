@@ -64,12 +64,15 @@ def test_gate_registry_is_the_config_vocabulary() -> None:
     assert gates.gates_needing("accuracy", task="detection") == ("map_drop", "map50_drop", "agreement_ap")
     assert gates.gates_needing("accuracy", task="segmentation") == ("miou_drop", "mask_agreement")
     assert gates.gates_needing("accuracy", task="classification") == ("top1_drop", "top1_agreement")
+    assert gates.gates_needing("accuracy", task="keypoints") == ("oks_ap_drop", "keypoint_agreement")
+    assert gates.gates_needing("accuracy", task="instance-segmentation") == ("mask_ap_drop", "instance_mask_agreement")
     assert gates.gates_needing("comparison") == ("layer_cosine", "output_cosine", "output_sqnr")
     accuracy = gates.gates_needing("accuracy")
     assert gates.advice_gates() == ("output_cosine", "output_sqnr", *accuracy)
     labelled = {g for g in GATES if gates.gate_info(g).labels}
-    assert {"map_drop", "map50_drop", "miou_drop", "top1_drop"} <= labelled
-    assert not {"agreement_ap", "mask_agreement", "top1_agreement"} & labelled
+    assert {"map_drop", "map50_drop", "miou_drop", "top1_drop", "oks_ap_drop", "mask_ap_drop"} <= labelled
+    assert not {"agreement_ap", "mask_agreement", "top1_agreement", "keypoint_agreement"} & labelled
+    assert all(gates.gate_info(g).needs == "accuracy" for g in labelled)
 
 
 def test_a_gate_without_its_evidence_fails_with_what_is_missing() -> None:

@@ -34,7 +34,7 @@ def host_simulation_stage(
     from qc.cache import atomic_write_text, stable_hash
     from qc.config import SnpeTarget
     from qc.data.images import load_image_set
-    from qc.pipeline import iter_feeds, ort_version
+    from qc.pipeline import inputs_key, iter_feeds, ort_version
     from qc.snpe.hostsim import build_host_simulation
     from qc.snpe.runner import SnpeRunner
 
@@ -53,7 +53,7 @@ def host_simulation_stage(
         "hostsim",
         spec.reference,
         spec.target.dlc,
-        spec.preprocess,
+        inputs_key(spec),
         calib.fingerprint() if calib is not None else None,
         quantize_weights,
         ort_version(),
@@ -86,7 +86,7 @@ def host_simulation_stage(
         "error-split",
         key,
         stages.target_key(),
-        spec.preprocess,
+        inputs_key(spec),
         stages.eval_images().fingerprint(),
         margin_db,
     )
