@@ -181,7 +181,12 @@ def _why_not(stages: ModelStages) -> str | None:
         return f"{spec.name}: no 'task' section (nothing to calibrate)"
     from qc.tasks.base import is_labelled
 
-    if not is_labelled(stages.task(), stages.eval_images()):
+    task = stages.task()
+    missing = getattr(task, "labels_missing", None)  # optional hook (qc.tasks.base.LabelsHook): the precise reason
+    why = missing(stages.eval_images()) if callable(missing) else None
+    if why:
+        return f"{spec.name}: {why}"
+    if not is_labelled(task, stages.eval_images()):
         return f"{spec.name}: the evaluation data has no labels for its task; the labelled drop cannot be measured"
     if spec.calibration is None:
         return f"{spec.name}: no 'calibration' image set to quantize the sweep's variants with"
@@ -189,11 +194,7 @@ def _why_not(stages: ModelStages) -> str | None:
         _task_calibration(spec)
     except ConfigError as exc:
         return str(exc)
-    from qc.tasks import task_of
-
-    missing = getattr(task_of(spec), "labels_missing", None)  # optional hook: qc.tasks.base.LabelsHook
-    why = missing(stages.eval_images()) if callable(missing) else None
-    return f"{spec.name}: {why}" if why else None
+    return None
 
 
 def gate_passes(point: Point, gate: str, threshold_field: str | None = None, value: float | None = None) -> bool:
