@@ -360,6 +360,26 @@ class TaskSpec(Strict):
         return list(self.class_names)
 
 
+class CropSettings(Strict):
+    """How a top-down model's person crop is cut from a person box (:func:`qc.eval.keypoints.person_crop`)."""
+
+    box_scale: float = Field(default=1.25, gt=0, description="Box sides times this, then grown to the input aspect.")
+    border: Literal["replicate", "constant"] = Field(
+        default="replicate", description="Pixels outside the image: the border pixels repeated, or pad_value."
+    )
+    pad_value: float = Field(default=0.0, ge=0, le=255, description="border constant: the fill, in 0..255 pixels.")
+
+
+class PersonCrops(Strict):
+    """Top-down inputs: one crop per labelled person box of the image set (a set without boxes: each whole image)."""
+
+    person_boxes: Literal["ground-truth"] = Field(
+        default="ground-truth", description="The labelled person boxes of the image set (category below)."
+    )
+    person_category: int = Field(default=1, description="The COCO category id of the person boxes.")
+    crop: CropSettings = CropSettings()
+
+
 # issue 14 tasks
 class CocoMaskSource(Strict):
     """Ground truth painted from COCO polygons / RLE: category ids mapped to labels, or all objects = foreground."""
@@ -397,6 +417,11 @@ class SegmentationTask(Strict):
     )
     boundary_ratio: float = Field(default=0.02, gt=0, lt=1, description="Boundary IoU dilation / image diagonal.")
     pictures: int = Field(default=3, ge=0, description="reference | target | disagreement pictures, worst first.")
+    crops: PersonCrops | None = Field(
+        default=None,
+        description="A top-down model (e.g. a pose model's person mask): one input per person box, each mask "
+        "scored inside its crop (pixels outside it are ignored).",
+    )
 
     def decode_spec(self) -> SegDecode:
         from qc.eval.segmentation import SegDecode
@@ -465,16 +490,6 @@ class ClassificationTask(Strict):
             pattern = self.labels.pattern
             return lambda name: label_from_name(name, pattern)
         return None
-
-
-class CropSettings(Strict):
-    """How a top-down model's person crop is cut from a person box (:func:`qc.eval.keypoints.person_crop`)."""
-
-    box_scale: float = Field(default=1.25, gt=0, description="Box sides times this, then grown to the input aspect.")
-    border: Literal["replicate", "constant"] = Field(
-        default="replicate", description="Pixels outside the image: the border pixels repeated, or pad_value."
-    )
-    pad_value: float = Field(default=0.0, ge=0, le=255, description="border constant: the fill, in 0..255 pixels.")
 
 
 class LandmarkLayout(Strict):

@@ -13,15 +13,13 @@ and the collector live in :mod:`qc.tasks.keypoints_collect`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
-
 from qc.config import KeypointsTask as KeypointsSettings
 from qc.config import ModelSpec, YoloPoseHead
-from qc.errors import ConfigError, DataError
+from qc.errors import ConfigError
 from qc.eval.keypoints import (
     COCO_KEYPOINT_NAMES,
     MEDIAPIPE_POSE_TO_COCO,
@@ -29,11 +27,11 @@ from qc.eval.keypoints import (
     Poses,
     RegressionSpec,
     YoloPoseSpec,
-    person_crop,
 )
 from qc.gates import GateResult, gates_needing
-from qc.tasks.base import Calibration, Feed, Feeds, GateMetric, Headline, TaskInputs
-from qc.tasks.keypoints_collect import KeypointsCollection, KeypointsOutcome, per_keypoint_rows, person_boxes
+from qc.tasks.base import Calibration, Feeds, GateMetric, Headline, TaskInputs
+from qc.tasks.crops import crop_inputs
+from qc.tasks.keypoints_collect import KeypointsCollection, KeypointsOutcome, per_keypoint_rows
 
 if TYPE_CHECKING:
     from qc.data.images import ImageSet
@@ -136,45 +134,17 @@ class KeypointsTask:
     def inputs(self, images: ImageSet, input_name: str, input_hw: tuple[int, int]) -> TaskInputs | None:
         if not self.top_down:
             return None
-        plan = person_boxes(self.settings, images)
-        if not plan:
-            raise DataError(
-                f"{self.spec.name}: the top-down keypoints task crops one input per person box, and the image set "
-                f"{images.source} has no box of category {self.settings.person_category} (crowds excluded) on its "
-                f"{len(images)} image(s)."
-            )
-        crop = self.settings.crop
-        preprocess = self.spec.preprocess
-
-        def feeds() -> Iterator[Feed]:
-            from qc.data.images import read_rgb
-            from qc.data.preprocess import to_tensor
-
-            paths = {item.image_id: item.path for item in images.items}
-            rgb: np.ndarray | None = None
-            loaded = -1
-            for i, (image_id, box) in enumerate(plan):
-                if image_id != loaded:
-                    rgb, loaded = read_rgb(paths[image_id]), image_id
-                assert rgb is not None
-                whole = box is None
-                region = box if box is not None else (0.0, 0.0, float(rgb.shape[1]), float(rgb.shape[0]))
-                pixels, tf = person_crop(
-                    rgb, region, input_hw, box_scale=1.0 if whole else crop.box_scale, border=crop.border,
-                    pad_value=crop.pad_value,
-                )  # fmt: skip
-                yield i, {input_name: to_tensor(pixels, preprocess)}, tf
-
-        boxes = sum(1 for _, b in plan if b is not None)
-        note = (
-            f"Top-down keypoints: each of the {len(plan)} inputs is a person crop ({boxes} labelled boxes of category "
-            f"{self.settings.person_category}, box_scale {crop.box_scale}, border {crop.border}) of {len(images)} "
-            "image(s); 'images' counts crops."
-            if boxes
-            else f"Top-down keypoints: each of the {len(plan)} inputs is a whole image (no boxes), squared with "
-            f"border {crop.border}."
+        s = self.settings
+        return crop_inputs(
+            self.spec.name,
+            "Top-down keypoints",
+            images,
+            s.person_category,
+            s.crop,
+            self.spec.preprocess,
+            input_name,
+            input_hw,
         )
-        return TaskInputs(len(plan), feeds(), note)
 
     def labels_missing(self, images: ImageSet) -> str | None:
         """:class:`qc.tasks.base.LabelsHook`: the labels need people (``person_category``) with keypoints."""

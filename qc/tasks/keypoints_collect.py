@@ -24,28 +24,17 @@ from qc.eval.keypoints import (
     to_coco_keypoint_results,
     top_down_person,
 )
+from qc.tasks.crops import Box, crop_plan
 
 if TYPE_CHECKING:
     from qc.data.images import ImageSet
     from qc.data.preprocess import Transform
     from qc.tasks.keypoints import KeypointsTask
 
-Box = tuple[float, float, float, float]
-
 
 def person_boxes(settings: KeypointsSettings, images: ImageSet) -> list[tuple[int, Box | None]]:
-    """The top-down inputs of an image set, in order: (image id, person box x1, y1, x2, y2), or (image id, None)
-    for a whole image of a set without labels."""
-    if images.coco is None:
-        return [(item.image_id, None) for item in images.items]
-    by_image: dict[int, list[Box]] = {}
-    for ann in images.coco.get("annotations", []):
-        if int(ann.get("category_id", -1)) != settings.person_category or ann.get("iscrowd", 0):
-            continue
-        x, y, w, h = (float(v) for v in ann["bbox"])
-        if w > 0 and h > 0:
-            by_image.setdefault(int(ann["image_id"]), []).append((x, y, x + w, y + h))
-    return [(item.image_id, box) for item in images.items for box in by_image.get(item.image_id, [])]
+    """The top-down inputs of an image set, in order (:func:`qc.tasks.crops.crop_plan` of ``person_category``)."""
+    return crop_plan(settings.person_category, images)
 
 
 def _sigmoid(x: float) -> float:

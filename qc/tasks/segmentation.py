@@ -1,6 +1,10 @@
 """The ``segmentation`` task: masks decoded through the inverse preprocessing, mIoU of both sides against ground
 truth, label-free mask agreement, per-class IoU and reference | target | disagreement pictures of the worst images.
 
+With ``task.crops`` the model is top-down (e.g. the person mask of a pose model): one input per person box
+(:mod:`qc.tasks.crops`), each mask mapped back onto its image through the crop's transform; pixels outside the
+crop are outside the network's view and are not scored, so every metric is taken inside the crops.
+
 The metrics are those of :mod:`qc.eval.segmentation` (streamed: confusion matrices and boundary counts); the
 collector also keeps the masks of the ``pictures`` most-disagreeing images (constant memory) for the pictures.
 """
@@ -27,7 +31,8 @@ from qc.eval.segmentation import (
     num_classes_of,
 )
 from qc.gates import GateResult, gates_needing
-from qc.tasks.base import Calibration, Feeds, GateMetric, Headline
+from qc.tasks.base import Calibration, Feeds, GateMetric, Headline, TaskInputs
+from qc.tasks.crops import crop_inputs, crop_plan
 
 if TYPE_CHECKING:
     from qc.data.images import ImageSet
@@ -70,7 +75,12 @@ class SegmentationCollection:
         self.input_hw = input_hw
         self.decode = settings.decode_spec()
         self.source: MaskSource | None = settings.mask_source()
-        self.names = {item.image_id: item.path.name for item in images.items}
+        names = {item.image_id: item.path.name for item in images.items}
+        if settings.crops is None:
+            self.names = names
+        else:  # input i is the i-th person crop: scored on its image, inside the crop (the rest is IGNORE)
+            plan = crop_plan(settings.crops.person_category, images)
+            self.names = {i: names[image_id] for i, (image_id, _box) in enumerate(plan)}
         self.acc: SegmentationAccumulator | None = None
         self._worst: list[tuple[float, int, MaskPair]] = []  # a min-heap on -agreement: the best kept is on top
 
@@ -176,6 +186,27 @@ class Segmentation:
 
     def key(self) -> object:
         return {"settings": self.settings}
+
+    # -- inputs (a top-down model: one person crop per input) ---------------------------------------------------
+    def inputs_key(self) -> object:
+        return None if self.settings.crops is None else {"crops": self.settings.crops}
+
+    def inputs(self, images: ImageSet, input_name: str, input_hw: tuple[int, int]) -> TaskInputs | None:
+        """:class:`qc.tasks.base.InputsHook`: with ``task.crops``, one input per person box; each crop's mask is
+        mapped back onto its image, and the pixels outside the crop are not scored."""
+        crops = self.settings.crops
+        if crops is None:
+            return None
+        return crop_inputs(
+            self.spec.name,
+            "Top-down segmentation",
+            images,
+            crops.person_category,
+            crops.crop,
+            self.spec.preprocess,
+            input_name,
+            input_hw,
+        )
 
     def collector(self, input_hw: tuple[int, int], images: ImageSet) -> SegmentationCollection:
         return SegmentationCollection(self.settings, input_hw, images)

@@ -146,3 +146,66 @@ def test_a_missing_output_is_named(tmp_path: Path) -> None:
     collector = task_of(spec).collector((H, W), _images(tmp_path, 1))
     with pytest.raises(DataError, match=r"task\.output 'mask' is not an output of the reference"):
         collector.add(0, IDENTITY, {"other": REF}, {"other": REF})
+
+
+def test_crops_feed_one_input_per_person_box_and_score_inside_each_crop(tmp_path: Path) -> None:
+    """task.crops (a top-down model's mask): one input per person box, crowds and other classes left out; each
+    crop's mask lands on its image through the crop's transform, and pixels outside the crop are not scored."""
+    from PIL import Image
+
+    from qc.data.images import read_rgb
+    from qc.eval.keypoints import person_crop
+    from qc.pipeline import inputs_key
+
+    Image.fromarray(np.full((40, 60, 3), 90, np.uint8)).save(tmp_path / "a.png")
+    coco = {
+        "images": [{"id": 7, "file_name": "a.png", "width": 60, "height": 40}],
+        "annotations": [
+            {"id": 1, "image_id": 7, "category_id": 1, "bbox": [4, 4, 16, 16], "area": 256, "iscrowd": 0},
+            {"id": 2, "image_id": 7, "category_id": 1, "bbox": [30, 10, 20, 20], "area": 400, "iscrowd": 0},
+            {"id": 3, "image_id": 7, "category_id": 1, "bbox": [0, 0, 60, 40], "area": 2400, "iscrowd": 1},
+            {"id": 4, "image_id": 7, "category_id": 3, "bbox": [0, 0, 9, 9], "area": 81, "iscrowd": 0},
+        ],
+        "categories": [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}],
+    }
+    images = ImageSet((ImageItem(7, tmp_path / "a.png", 60, 40),), coco, "synthetic")
+    spec = ModelSpec.model_validate(
+        {
+            "name": "mask",
+            "reference": "r.onnx",
+            "target": {"kind": "onnx", "model": "t.onnx"},
+            "eval_data": {"folder": str(tmp_path)},
+            "preprocess": {"size": [8, 8]},
+            "task": {
+                "kind": "segmentation",
+                "output": "m",
+                "activation": "sigmoid",
+                "crops": {"crop": {"box_scale": 1.0}},
+            },
+        }
+    )
+    task = task_of(spec)
+    assert isinstance(task, Segmentation)
+    assert inputs_key(spec) == {"preprocess": spec.preprocess, "task_inputs": {"crops": spec.task.crops}}  # type: ignore[union-attr]
+    inputs = task.inputs(images, "x", (8, 8))
+    assert inputs is not None
+    assert inputs.count == 2
+    feeds = list(inputs.feeds)
+    assert [i for i, _, _ in feeds] == [0, 1]
+    expected = person_crop(read_rgb(tmp_path / "a.png"), (4, 4, 20, 20), (8, 8), box_scale=1.0)[1]
+    assert feeds[0][2] == expected
+    # crop 0: both sides foreground everywhere; crop 1: the target loses the left half of its crop
+    collector = task.collector((8, 8), images)
+    ones = np.full((1, 1, 8, 8), 5.0, np.float32)
+    half = ones.copy()
+    half[..., :4] = -5.0
+    collector.add(0, feeds[0][2], {"m": ones}, {"m": ones})
+    collector.add(1, feeds[1][2], {"m": ones}, {"m": half})
+    result = collector.finish().result
+    assert result.images == 2
+    assert result.agreement_foreground_iou == pytest.approx((16 * 16 + 20 * 10) / (16 * 16 + 20 * 20))
+    assert result.agreement_pixel_accuracy == pytest.approx((16 * 16 + 20 * 10) / (16 * 16 + 20 * 20))
+    # a task without crops feeds whole images and keeps its key: exactly the preprocessing
+    plain = spec.model_copy(update={"task": spec.task.model_copy(update={"crops": None})})  # type: ignore[union-attr]
+    assert inputs_key(plain) == plain.preprocess
+    assert task_of(plain).inputs(images, "x", (8, 8)) is None  # type: ignore[attr-defined]
