@@ -60,7 +60,8 @@ def code_fingerprint() -> str:
     return h.hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file's bytes, read now (never memoized: integrity checks must see the disk)."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -211,7 +212,7 @@ class StageCache:
             size = path.stat().st_size
             if size != want.get("size"):
                 return f"file {name} has {size} bytes, {want.get('size')} were written"
-            found = _sha256_file(path)
+            found = sha256_file(path)
             if found != want.get("sha256"):
                 recorded_sha = str(want.get("sha256"))[:12]
                 return f"file {name} changed since it was written (sha256 {found[:12]}..., recorded {recorded_sha}...)"
@@ -259,7 +260,7 @@ class StageCache:
         folder = self.entry(stage, key)
         atomic_write_text(folder / RESULT, jsonio.dumps(data, indent=1))
         files = {
-            p.relative_to(folder).as_posix(): {"sha256": _sha256_file(p), "size": p.stat().st_size}
+            p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size}
             for p in _entry_files(folder)
         }
         manifest = {

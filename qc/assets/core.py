@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from qc.cache import atomic_write_text
+from qc.cache import atomic_write_text, sha256_file
 from qc.config import assets_dir
 from qc.data.coco_names import coco_categories_json, coco_id
 from qc.errors import DataError
@@ -193,12 +193,8 @@ MODEL_FILE = "yolov3-tiny-coco.onnx"
 EVAL_ANNOTATIONS = "eval/annotations.json"
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256_of = sha256_file
+"""The sha256 of a file's bytes (:func:`qc.cache.sha256_file`)."""
 
 
 def verified(path: Path, sha256: str) -> bool:

@@ -53,14 +53,13 @@ _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 
 def file_sha256(path: Path) -> str:
+    """The sha256 of a file, memoized per (path, size, mtime) for the process."""
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _SHA_CACHE[key] = h.hexdigest()
+        from qc.cache import sha256_file
+
+        _SHA_CACHE[key] = sha256_file(path)
     return _SHA_CACHE[key]
 
 

@@ -18,7 +18,6 @@ device pool and run folders of the ``snpe`` target), :class:`qc.qnn.device_runne
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from qc.cache import atomic_write_text, stable_hash
 from qc.config import QnnDeviceTarget, QuantSettings, default_cache_dir
+from qc.data.images import file_sha256
 from qc.errors import ConfigError
 from qc.targets.base import TARGET_RUN_JSON, ProfileSide, SpeedSource, onnx_reference_view
 
@@ -60,14 +60,6 @@ class ContextSource:
     source_model: Path | None
     """The ONNX model whose node names the profile's ops carry (``target.source_model`` or the exported QDQ)."""
     sha256: str
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Qnn:

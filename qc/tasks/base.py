@@ -76,6 +76,18 @@ class Headline:
     """Short column label for the dashboard / summary, e.g. "mIoU (target)"."""
 
 
+def run_collector(collector: Collector, reference: Runner, target: Runner, feeds: Feeds) -> Any:
+    """:meth:`Task.evaluate` through a task's collector: the target in batches of its batch size, the reference
+    input by input, each input's final outputs handed to ``collector``; returns its Outcome."""
+    from qc.runners.base import batch_size_of, chunks, run_batch
+
+    for chunk in chunks(feeds, batch_size_of(target)):
+        outs = run_batch(target, [feed for _, feed, _ in chunk])
+        for (input_id, feed, transform), out in zip(chunk, outs, strict=True):
+            collector.add(input_id, transform, reference.run(feed), out)
+    return collector.finish()
+
+
 class Task(Protocol):
     """One task kind (``task.kind`` in models.yaml), built from its models.yaml entry: ``Task(spec)``.
 

@@ -21,7 +21,7 @@ from qc.eval.classification import (
     topk,
 )
 from qc.gates import GateResult, gates_needing
-from qc.tasks.base import Calibration, Feeds, GateMetric, Headline
+from qc.tasks.base import Calibration, Feeds, GateMetric, Headline, run_collector
 from qc.tasks.segmentation import pick_output
 
 if TYPE_CHECKING:
@@ -128,14 +128,8 @@ class Classification:
     def evaluate(
         self, reference: Runner, target: Runner, feeds: Feeds, input_hw: tuple[int, int], images: ImageSet
     ) -> ClassificationOutcome:
-        from qc.runners.base import batch_size_of, chunks, run_batch
-
-        collector = self.collector(input_hw, images)
-        for chunk in chunks(feeds, batch_size_of(target)):
-            outs = run_batch(target, [feed for _, feed, _ in chunk])
-            for (image_id, feed, transform), out in zip(chunk, outs, strict=True):
-                collector.add(image_id, transform, reference.run(feed), out)
-        return collector.finish()
+        outcome: ClassificationOutcome = run_collector(self.collector(input_hw, images), reference, target, feeds)
+        return outcome
 
     def save(self, outcome: ClassificationOutcome, folder: Path) -> dict[str, Any]:
         return {

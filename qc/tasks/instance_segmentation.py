@@ -29,7 +29,7 @@ from qc.eval.instance_masks import (
     to_coco_mask_results,
 )
 from qc.gates import GateResult, gates_needing
-from qc.tasks.base import Calibration, Feeds, GateMetric, Headline
+from qc.tasks.base import Calibration, Feeds, GateMetric, Headline, run_collector
 
 if TYPE_CHECKING:
     from qc.data.images import ImageSet
@@ -223,14 +223,8 @@ class InstanceSegmentationTask:
     def evaluate(
         self, reference: Runner, target: Runner, feeds: Feeds, input_hw: tuple[int, int], images: ImageSet
     ) -> InstanceOutcome:
-        from qc.runners.base import batch_size_of, chunks, run_batch
-
-        collection = self.collector(input_hw, images)
-        for chunk in chunks(feeds, batch_size_of(target)):
-            outs = run_batch(target, [feed for _, feed, _ in chunk])
-            for k, (image_id, feed, tf) in enumerate(chunk):
-                collection.add(image_id, tf, reference.run(feed), outs[k])
-        return collection.finish()
+        outcome: InstanceOutcome = run_collector(self.collector(input_hw, images), reference, target, feeds)
+        return outcome
 
     def save(self, outcome: InstanceOutcome, folder: Path) -> dict[str, Any]:
         from qc.jsonio import write_json

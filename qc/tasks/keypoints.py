@@ -29,7 +29,7 @@ from qc.eval.keypoints import (
     YoloPoseSpec,
 )
 from qc.gates import GateResult, gates_needing
-from qc.tasks.base import Calibration, Feeds, GateMetric, Headline, TaskInputs
+from qc.tasks.base import Calibration, Feeds, GateMetric, Headline, TaskInputs, run_collector
 from qc.tasks.crops import crop_inputs
 from qc.tasks.keypoints_collect import KeypointsCollection, KeypointsOutcome, per_keypoint_rows
 
@@ -173,14 +173,8 @@ class KeypointsTask:
     def evaluate(
         self, reference: Runner, target: Runner, feeds: Feeds, input_hw: tuple[int, int], images: ImageSet
     ) -> KeypointsOutcome:
-        from qc.runners.base import batch_size_of, chunks, run_batch
-
-        collection = self.collector(input_hw, images)
-        for chunk in chunks(feeds, batch_size_of(target)):
-            outs = run_batch(target, [feed for _, feed, _ in chunk])
-            for k, (input_id, feed, tf) in enumerate(chunk):
-                collection.add(input_id, tf, reference.run(feed), outs[k])
-        return collection.finish()
+        outcome: KeypointsOutcome = run_collector(self.collector(input_hw, images), reference, target, feeds)
+        return outcome
 
     def save(self, outcome: KeypointsOutcome, folder: Path) -> dict[str, Any]:
         from qc.jsonio import write_json

@@ -31,7 +31,7 @@ from qc.eval.segmentation import (
     num_classes_of,
 )
 from qc.gates import GateResult, gates_needing
-from qc.tasks.base import Calibration, Feeds, GateMetric, Headline, TaskInputs
+from qc.tasks.base import Calibration, Feeds, GateMetric, Headline, TaskInputs, run_collector
 from qc.tasks.crops import crop_inputs, crop_plan
 
 if TYPE_CHECKING:
@@ -214,14 +214,8 @@ class Segmentation:
     def evaluate(
         self, reference: Runner, target: Runner, feeds: Feeds, input_hw: tuple[int, int], images: ImageSet
     ) -> SegmentationOutcome:
-        from qc.runners.base import batch_size_of, chunks, run_batch
-
-        collector = self.collector(input_hw, images)
-        for chunk in chunks(feeds, batch_size_of(target)):
-            outs = run_batch(target, [feed for _, feed, _ in chunk])
-            for (image_id, feed, transform), out in zip(chunk, outs, strict=True):
-                collector.add(image_id, transform, reference.run(feed), out)
-        return collector.finish()
+        outcome: SegmentationOutcome = run_collector(self.collector(input_hw, images), reference, target, feeds)
+        return outcome
 
     def save(self, outcome: SegmentationOutcome, folder: Path) -> dict[str, Any]:
         arrays: dict[str, np.ndarray] = {}
