@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,9 +44,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_gates(args: argparse.Namespace) -> int:
     from qc.gates import GATE_SPECS
 
-    for gate in GATE_SPECS:
-        needs = f"{gate.needs} ({gate.task})" if gate.task else gate.needs
-        print(f"{gate.name:14} needs {needs:22} {gate.doc}")
+    rows = [(g.name, f"{g.needs} ({g.task})" if g.task else g.needs, g.doc) for g in GATE_SPECS]
+    name_w = max(len(name) for name, _, _ in rows)
+    needs_w = max(len(needs) for _, needs, _ in rows)
+    for name, needs, doc in rows:  # columns as wide as their longest entry: registry growth never misaligns them
+        print(f"{name:{name_w}} needs {needs:{needs_w}} {doc}")
     return 0
 
 
@@ -298,6 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QcError as exc:
         print(f"qc: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (qc history | head): stop quietly, as POSIX tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's exit flush must not fail again
+        return 141
 
 
 if __name__ == "__main__":

@@ -149,3 +149,20 @@ def test_assets_offline_verifies_the_real_cache_and_fetches_nothing(tmp_path: Pa
     assert run.returncode == 2, run.stdout + run.stderr  # offline: refuses to download, never tries
     assert "missing from the asset cache and network use is off; run `qc assets`." in run.stderr
     assert not (empty / "downloads").exists() or not any((empty / "downloads").iterdir())
+
+
+def test_a_closed_pipe_ends_the_cli_quietly() -> None:
+    """``qc gates | head -1``: the reader closes the pipe before qc has written everything; qc stops with 141
+    (128 + SIGPIPE, like POSIX tools) and no traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from qc.cli import main; sys.exit(main(['gates']))"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    proc.stdout.close()  # nobody reads: the first write fails with EPIPE
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err, err
+    assert "BrokenPipeError" not in err, err

@@ -138,6 +138,10 @@ def test_cli_lists_the_gate_registry(capsys: pytest.CaptureFixture[str]) -> None
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == list(GATES)
     assert "needs accuracy (detection)" in lines[GATES.index("map_drop")]
+    columns = {line.index(" needs ") for line in lines}
+    assert len(columns) == 1, "the needs column starts at one place whatever the longest gate name"
+    docs = {line.index(gates.gate_info(line.split()[0]).doc) for line in lines}
+    assert len(docs) == 1, "the description column starts at one place"
 
 
 def test_implementations_satisfy_the_protocols_statically() -> None:
