@@ -27,7 +27,6 @@ only); every remote path is an argv item or quoted.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import logging
 import math
@@ -186,8 +185,9 @@ class QnnDeviceRunner:
     def _cache_path(self) -> Path | None:
         if self._cache_dir is None:
             return None
-        digest = hashlib.sha256(self.context.read_bytes()).hexdigest()
-        return self._cache_dir / "qnn-context-info" / f"{digest}.json"
+        from qc.data.images import file_sha256
+
+        return self._cache_dir / "qnn-context-info" / f"{file_sha256(self.context)}.json"
 
     def _load_context_info(self) -> ContextInfo:
         if not self.context.is_file():
